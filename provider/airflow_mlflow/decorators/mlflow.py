@@ -1,0 +1,96 @@
+"""``@task.mlflow``: a TaskFlow task that runs inside its task instance's MLflow run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
+
+from airflow_mlflow.hooks.mlflow import MLflowHook
+from airflow_mlflow.operators.base import TrackedRunMixin
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from airflow.sdk.bases.decorator import TaskDecorator
+
+    from airflow_mlflow.runs import TaskRun
+
+
+class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperator):
+    """
+    Runs the decorated function with its task instance's MLflow run active, so plain
+    ``mlflow.log_param``, ``mlflow.log_metric``, ``mlflow.log_artifact``,
+    ``mlflow.<flavor>.log_model`` and autologging land in that run.
+
+    :param mlflow_conn_id: the ``mlflow`` connection (templated)
+    :param experiment_name: experiment of the run; default the connection's, else the DAG id (templated)
+    :param nested: nest the run under one run per DAG run (default True)
+    """
+
+    template_fields: Sequence[str] = ("templates_dict", "op_args", "op_kwargs", "mlflow_conn_id", "experiment_name")
+    template_fields_renderers = {"templates_dict": "json", "op_args": "py", "op_kwargs": "py"}
+    custom_operator_name = "@task.mlflow"
+    ui_color = "#d6ecfa"
+
+    def __init__(
+        self,
+        *,
+        python_callable: Callable,
+        op_args: Any,
+        op_kwargs: Any,
+        mlflow_conn_id: str = MLflowHook.default_conn_name,
+        experiment_name: str | None = None,
+        nested: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.mlflow_conn_id = mlflow_conn_id
+        self.experiment_name = experiment_name
+        self.nested = nested
+        super().__init__(
+            kwargs_to_upstream={"python_callable": python_callable, "op_args": op_args, "op_kwargs": op_kwargs},
+            python_callable=python_callable,
+            op_args=op_args,
+            op_kwargs=op_kwargs,
+            **kwargs,
+        )
+
+    @cached_property
+    def hook(self) -> MLflowHook:
+        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        return self.run_tracked(context, lambda task_run: self._call_in_run(task_run, context))
+
+    def _call_in_run(self, task_run: TaskRun, context: Context) -> Any:
+        import mlflow
+
+        with self.hook.user_code_env(), mlflow.start_run(run_id=task_run.run_id):
+            return super().execute(context)
+
+
+def mlflow_task(
+    python_callable: Callable | None = None,
+    multiple_outputs: bool | None = None,
+    **kwargs: Any,
+) -> TaskDecorator:
+    """
+    Wrap a function into a task that runs inside its own MLflow run (``@task.mlflow``).
+
+    Each task instance gets a run, nested under one run for its DAG run, tagged with its Airflow
+    identity; a retry reuses it. Inside the function the run is active: use ``mlflow.*`` freely.
+
+    :param python_callable: the function to decorate
+    :param multiple_outputs: unroll a returned dict into several XComs
+    :param mlflow_conn_id: the ``mlflow`` connection
+    :param experiment_name: experiment of the run (default: the connection's, else the DAG id)
+    :param nested: nest the run under the DAG run's run (default True)
+    """
+    return task_decorator_factory(
+        python_callable=python_callable,
+        multiple_outputs=multiple_outputs,
+        decorated_operator_class=_MLflowDecoratedOperator,
+        **kwargs,
+    )

@@ -1,0 +1,58 @@
+"""Typed errors raised by the provider.
+
+Every MLflow failure is translated here, from MLflow's machine-readable ``error_code``,
+never by parsing message strings.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+if TYPE_CHECKING:
+    from mlflow.exceptions import MlflowException
+
+
+class MLflowProviderError(AirflowException):
+    """Base class of every error this provider raises."""
+
+
+class MLflowInputError(MLflowProviderError, AirflowFailException):
+    """A value given to the provider is invalid; a retry cannot fix it."""
+
+
+class MLflowConnectionConfigError(MLflowInputError):
+    """The ``mlflow`` connection is misconfigured."""
+
+
+class MLflowAuthError(MLflowProviderError, AirflowFailException):
+    """The tracking server refused the credentials."""
+
+
+class MLflowResourceNotFoundError(MLflowProviderError):
+    """An experiment, run, model or version does not exist."""
+
+
+class MLflowConflictError(MLflowProviderError, AirflowFailException):
+    """A write conflicts with what MLflow already holds (for example a changed param)."""
+
+
+def translate(err: MlflowException, resource: str) -> MLflowProviderError:
+    """
+    Turn an ``MlflowException`` into the matching provider error.
+
+    :param err: the exception MLflow raised
+    :param resource: what was being accessed, e.g. ``"run 1f2e…"``; it opens the message
+    """
+    code = getattr(err, "error_code", "") or ""
+    message = f"{resource}: {err.message if hasattr(err, 'message') else err}"
+    if code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "ENDPOINT_NOT_FOUND"}:
+        return MLflowResourceNotFoundError(message)
+    if code in {"UNAUTHENTICATED", "PERMISSION_DENIED", "CUSTOMER_UNAUTHORIZED"}:
+        return MLflowAuthError(message)
+    if code in {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS", "RESOURCE_CONFLICT"}:
+        return MLflowConflictError(message)
+    if code in {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", "INVALID_STATE", "FEATURE_DISABLED"}:
+        return MLflowInputError(message)
+    return MLflowProviderError(message)

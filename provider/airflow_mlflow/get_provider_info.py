@@ -1,0 +1,72 @@
+"""Provider metadata, read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+
+def get_provider_info() -> dict:
+    return {
+        "package-name": "airflow-mlflow",
+        "name": "MLflow",
+        "description": "Track Airflow tasks in MLflow, register models and gate their promotion.",
+        "versions": ["0.1.0"],
+        "integrations": [
+            {
+                "integration-name": "MLflow",
+                "external-doc-url": "https://mlflow.org/docs/latest/",
+                "tags": ["software"],
+            }
+        ],
+        "hooks": [{"integration-name": "MLflow", "python-modules": ["airflow_mlflow.hooks.mlflow"]}],
+        "operators": [
+            {
+                "integration-name": "MLflow",
+                "python-modules": ["airflow_mlflow.operators.tracking"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "mlflow",
+                "hook-class-name": "airflow_mlflow.hooks.mlflow.MLflowHook",
+                "hook-name": "MLflow",
+                "conn-fields": {
+                    "tracking_uri": {
+                        "label": "Tracking URI",
+                        "description": "Any MLflow URI (sqlite:///…, postgresql://…, databricks); overrides Host",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "registry_uri": {"label": "Registry URI", "schema": {"type": ["string", "null"]}},
+                    "ui_url": {
+                        "label": "MLflow UI URL",
+                        "description": "Where MLflow's UI is, for links (default: the server URL)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "experiment_name": {
+                        "label": "Default experiment",
+                        "description": "Used when a task sets none (default: the DAG id)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "token": {
+                        "label": "Bearer token",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "insecure_tls": {
+                        "label": "Skip TLS verification",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                    },
+                    "ca_bundle": {"label": "CA bundle path", "schema": {"type": ["string", "null"]}},
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["extra"],
+                    "relabeling": {"host": "MLflow server host", "login": "Username", "schema": "Scheme"},
+                    "placeholders": {
+                        "host": "mlflow.example.com",
+                        "port": "5000",
+                        "schema": "http or https",
+                        "login": "basic-auth user (optional)",
+                    },
+                },
+            }
+        ],
+        "extra-links": ["airflow_mlflow.links.mlflow.MLflowRunLink"],
+        "task-decorators": [{"class-name": "airflow_mlflow.decorators.mlflow.mlflow_task", "name": "mlflow"}],
+    }

@@ -1,0 +1,87 @@
+"""Base operator: the connection, a cached hook, and the tracked-run lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowTaskTerminated, AirflowTaskTimeout
+
+from airflow_mlflow.hooks.mlflow import MLflowHook
+from airflow_mlflow.links.mlflow import RUN_XCOM_KEY, MLflowRunLink
+from airflow_mlflow.runs import TaskRun, TaskRunContext, close_task_run, open_task_run
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class MLflowBaseOperator(BaseOperator):
+    """
+    Base class of the provider's operators.
+
+    :param mlflow_conn_id: the ``mlflow`` connection (default ``mlflow_default``; when that is not
+        defined, the embedded store under ``$AIRFLOW_HOME/mlflow``) (templated)
+    """
+
+    template_fields: Sequence[str] = ("mlflow_conn_id",)
+    ui_color = "#d6ecfa"
+
+    def __init__(self, *, mlflow_conn_id: str = MLflowHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mlflow_conn_id = mlflow_conn_id
+
+    @cached_property
+    def hook(self) -> MLflowHook:
+        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+
+class TrackedRunMixin:
+    """
+    Runs a task body inside the task instance's MLflow run.
+
+    The run is opened (or reopened on a retry), recorded in XCom for the "MLflow Run" link, and
+    ended FINISHED, FAILED, or KILLED (timeout, external kill) with the attempt recorded as tags.
+    """
+
+    operator_extra_links = (MLflowRunLink(),)
+    hook: MLflowHook
+    experiment_name: str | None
+    nested: bool
+    _task_run: TaskRun | None = None
+    _run_ctx: TaskRunContext | None = None
+
+    def run_tracked(self, context: Context, body: Callable[[TaskRun], Any], run_id: str | None = None) -> Any:
+        self._run_ctx = ctx = TaskRunContext.from_context(context)
+        task_run = open_task_run(
+            self.hook, ctx, experiment_name=self.experiment_name, nested=self.nested, run_id=run_id
+        )
+        self._task_run = task_run
+        context["ti"].xcom_push(key=RUN_XCOM_KEY, value=task_run.to_json())
+        self.log.info("MLflow run %s (experiment %s) %s", task_run.run_id, task_run.experiment_id, task_run.run_url or "")
+        try:
+            result = body(task_run)
+        except (AirflowTaskTimeout, AirflowTaskTerminated) as err:
+            self._close_quietly("killed", err)
+            raise
+        except BaseException as err:
+            self._close_quietly("failed", err)
+            raise
+        self._close("success")
+        return result
+
+    def _close(self, outcome: str, error: BaseException | None = None) -> None:
+        task_run, self._task_run = self._task_run, None
+        if task_run is not None and self._run_ctx is not None:
+            close_task_run(self.hook, task_run, self._run_ctx, outcome, error)
+
+    def _close_quietly(self, outcome: str, error: BaseException | None = None) -> None:
+        """Close on a failure path without hiding the task's own error behind MLflow's."""
+        try:
+            self._close(outcome, error)
+        except Exception:
+            self.log.warning("Could not mark the MLflow run %s", outcome, exc_info=True)
+
+    def on_kill(self) -> None:
+        self._close_quietly("killed")

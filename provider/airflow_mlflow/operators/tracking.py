@@ -1,0 +1,125 @@
+"""Operators that write to MLflow runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlflow.exceptions import MLflowInputError
+from airflow_mlflow.hooks.mlflow import validate_metrics, validate_params, validate_tags
+from airflow_mlflow.operators.base import MLflowBaseOperator, TrackedRunMixin
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_mlflow.runs import TaskRun
+
+
+class _MLflowParamsMeta(type(MLflowBaseOperator)):
+    """
+    Hands ``params=`` to the operator as MLflow params.
+
+    ``BaseOperator`` claims ``params`` for Airflow Params and converts them before ``__init__``
+    runs, which would reject XCom values and mix in the DAG's Params.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any):
+        if "params" in kwargs:
+            kwargs["mlflow_params"] = kwargs.pop("params")
+        return super().__call__(*args, **kwargs)
+
+
+class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowParamsMeta):
+    """
+    Log params, metrics, tags and artifacts to MLflow.
+
+    By default they go to this task instance's own run, nested under its DAG run's run; with
+    ``run_id`` they go to that existing run instead (its status is left alone). Everything is
+    validated before the first write, and written in as few batched requests as MLflow allows.
+
+    :param params: param name to value (templated; values may come from XCom). Stored as
+        ``mlflow_params``, apart from Airflow's own DAG Params.
+    :param metrics: metric name to number (templated)
+    :param tags: tag name to value (templated)
+    :param artifacts: local files or folders to upload: a list of paths, or a mapping of path to
+        the artifact folder to put it in (templated)
+    :param run_id: log to this existing run instead of the task's own (templated)
+    :param experiment_name: experiment of the task's run; default: the connection's
+        ``experiment_name`` extra, else the DAG id (templated)
+    :param nested: nest the task's run under one run per DAG run (default True)
+    :param step: step recorded with the metrics
+    :param mlflow_conn_id: the ``mlflow`` connection (templated)
+    """
+
+    template_fields: Sequence[str] = (
+        "mlflow_conn_id",
+        "mlflow_params",
+        "metrics",
+        "tags",
+        "artifacts",
+        "run_id",
+        "experiment_name",
+    )
+    template_fields_renderers = {"mlflow_params": "json", "metrics": "json", "tags": "json"}
+
+    def __init__(
+        self,
+        *,
+        mlflow_params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        artifacts: Sequence[str] | Mapping[str, str | None] | None = None,
+        run_id: str | None = None,
+        experiment_name: str | None = None,
+        nested: bool = True,
+        step: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.mlflow_params = mlflow_params or {}
+        self.metrics = metrics or {}
+        self.tags = tags or {}
+        self.artifacts = artifacts or []
+        self.run_id = run_id
+        self.experiment_name = experiment_name
+        self.nested = nested
+        self.step = step
+
+    def _artifact_targets(self) -> list[tuple[Path, str | None]]:
+        items = self.artifacts.items() if isinstance(self.artifacts, Mapping) else ((a, None) for a in self.artifacts)
+        targets = []
+        for local, folder in items:
+            path = Path(str(local))
+            if not path.exists():
+                raise MLflowInputError(f"artifacts: {str(path)!r} does not exist")
+            targets.append((path, folder or None))
+        return targets
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        for name, value in (("params", self.mlflow_params), ("metrics", self.metrics), ("tags", self.tags)):
+            if not isinstance(value, Mapping):
+                raise MLflowInputError(f"{name} must be a mapping of name to value, got {type(value).__name__} {value!r}")
+        params = validate_params(self.mlflow_params)
+        metrics = validate_metrics(self.metrics)
+        tags = validate_tags(self.tags)
+        targets = self._artifact_targets()
+
+        def log(task_run: TaskRun) -> dict[str, Any]:
+            requests = self.hook.log_batch(
+                task_run.run_id,
+                params=params,
+                metrics=metrics,
+                tags=tags,
+                step=self.step,
+                known_params=task_run.params,
+            )
+            for path, folder in targets:
+                self.hook.log_artifacts(task_run.run_id, path, folder)
+            return {
+                **task_run.to_json(),
+                "logged": {"params": len(params), "metrics": len(metrics), "tags": len(tags), "artifacts": len(targets)},
+                "batch_requests": requests,
+            }
+
+        return self.run_tracked(context, log, run_id=self.run_id)

@@ -1,0 +1,228 @@
+"""
+The run model: one MLflow run per DAG run, one child run per task instance.
+
+Runs are found again by tags, never by memory, so a retried task reuses its run and a DAG run
+that many tasks start at once ends with exactly one parent run:
+
+* Each task looks for the parent of its DAG run; if there is none it creates a candidate, looks
+  again, and keeps the oldest candidate (start time, then run id). A creator that lost deletes its
+  own candidate.
+* Two creators can still each see only their own candidate for a moment. When the DAG run ends,
+  :func:`finalize_dag_run` re-points every child to the oldest parent and deletes the others, so
+  the final state never depends on timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_mlflow.hooks.mlflow import MLflowHook, RunRecord
+
+ROLE = "airflow.role"
+DAG_RUN_KEY = "airflow.dag_run_key"
+TI_KEY = "airflow.ti_key"
+PARENT = "mlflow.parentRunId"
+NOTE = "mlflow.note.content"
+MAX_ERROR_CHARS = 1000
+
+#: Task outcomes and the MLflow run status each one leaves.
+TASK_STATUS = {"success": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class TaskRunContext:
+    """Who is running: the Airflow identity a tracked task's MLflow run carries as tags."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int = -1
+    try_number: int = 1
+    logical_date: str | None = None
+    ui_base_url: str = "http://localhost:8080"
+
+    @classmethod
+    def from_context(cls, context: Context) -> TaskRunContext:
+        from airflow.sdk.configuration import conf
+
+        ti = context["ti"]
+        logical_date = context.get("logical_date")
+        map_index = getattr(ti, "map_index", -1)
+        return cls(
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            map_index=-1 if map_index is None else int(map_index),
+            try_number=int(getattr(ti, "try_number", 1) or 1),
+            logical_date=logical_date.isoformat() if logical_date else None,
+            ui_base_url=conf.get("api", "base_url", fallback="http://localhost:8080").rstrip("/"),
+        )
+
+    @property
+    def dag_run_key(self) -> str:
+        return _digest(self.dag_id, self.run_id)
+
+    @property
+    def ti_key(self) -> str:
+        return _digest(self.dag_id, self.run_id, self.task_id, self.map_index)
+
+    @property
+    def dag_run_url(self) -> str:
+        from urllib.parse import quote
+
+        return f"{self.ui_base_url}/dags/{quote(self.dag_id)}/runs/{quote(self.run_id, safe='')}"
+
+    @property
+    def task_url(self) -> str:
+        mapped = f"/mapped/{self.map_index}" if self.map_index >= 0 else ""
+        return f"{self.dag_run_url}/tasks/{self.task_id}{mapped}"
+
+    @property
+    def run_name(self) -> str:
+        return self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+
+    def parent_tags(self) -> dict[str, str]:
+        return {
+            ROLE: "dag_run",
+            DAG_RUN_KEY: self.dag_run_key,
+            "airflow.dag_id": self.dag_id,
+            "airflow.run_id": self.run_id,
+            "airflow.logical_date": self.logical_date or "",
+            "airflow.url": self.dag_run_url,
+            NOTE: f"Airflow DAG run [{self.dag_id} / {self.run_id}]({self.dag_run_url})",
+        }
+
+    def task_tags(self) -> dict[str, str]:
+        return {
+            ROLE: "task",
+            DAG_RUN_KEY: self.dag_run_key,
+            TI_KEY: self.ti_key,
+            "airflow.dag_id": self.dag_id,
+            "airflow.run_id": self.run_id,
+            "airflow.task_id": self.task_id,
+            "airflow.map_index": str(self.map_index),
+            "airflow.try_number": str(self.try_number),
+            "airflow.logical_date": self.logical_date or "",
+            "airflow.url": self.task_url,
+            f"airflow.try.{self.try_number}.state": "running",
+            NOTE: f"Airflow task instance [{self.dag_id} / {self.run_id} / {self.run_name}]({self.task_url})",
+        }
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """The MLflow run a task logs to. ``to_json()`` is what operators push to XCom."""
+
+    run_id: str
+    experiment_id: str
+    parent_run_id: str | None = None
+    run_url: str | None = None
+    #: Params already on the run (a retry may re-log them unchanged).
+    params: dict[str, str] | None = None
+    #: False when the run belongs to someone else (``run_id=`` given): its status is left alone.
+    owned: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("params")
+        return data
+
+
+def resolve_experiment_name(hook: MLflowHook, explicit: str | None, dag_id: str) -> str:
+    """The operator's ``experiment_name``, else the connection's, else the DAG id."""
+    return explicit or hook.config.experiment_name or dag_id
+
+
+def open_task_run(
+    hook: MLflowHook,
+    ctx: TaskRunContext,
+    *,
+    experiment_name: str | None = None,
+    nested: bool = True,
+    run_id: str | None = None,
+) -> TaskRun:
+    """Start (or, on a retry, reopen) the task instance's run; with ``run_id``, use that run as is."""
+    if run_id:
+        run = hook.get_run(run_id)
+        return TaskRun(run.run_id, run.experiment_id, run.tags.get(PARENT), hook.run_url(run.experiment_id, run.run_id), dict(run.params), owned=False)
+
+    experiment_id = hook.get_or_create_experiment(resolve_experiment_name(hook, experiment_name, ctx.dag_id))
+    parent_id = _ensure_parent(hook, experiment_id, ctx).run_id if nested else None
+    tags = ctx.task_tags()
+    if parent_id:
+        tags[PARENT] = parent_id
+    existing = hook.find_runs(experiment_id, {TI_KEY: ctx.ti_key})
+    if existing:
+        run = existing[0]
+        hook.set_run_status(run.run_id, "RUNNING")
+        hook.log_batch(run.run_id, tags={k: v for k, v in tags.items() if run.tags.get(k) != v})
+        params = dict(run.params)
+    else:
+        run = hook.create_run(experiment_id, ctx.run_name, tags, start_time=_now_ms())
+        params = {}
+    return TaskRun(run.run_id, experiment_id, parent_id, hook.run_url(experiment_id, run.run_id), params)
+
+
+def close_task_run(hook: MLflowHook, task_run: TaskRun, ctx: TaskRunContext, outcome: str, error: BaseException | None = None) -> None:
+    """Record how this attempt ended, and end the run with the matching status."""
+    if not task_run.owned:
+        return
+    tags = {f"airflow.try.{ctx.try_number}.state": outcome}
+    if error is not None:
+        tags[f"airflow.try.{ctx.try_number}.error"] = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+    hook.log_batch(task_run.run_id, tags=tags)
+    hook.set_run_status(task_run.run_id, TASK_STATUS[outcome])
+
+
+def _ensure_parent(hook: MLflowHook, experiment_id: str, ctx: TaskRunContext) -> RunRecord:
+    query = {ROLE: "dag_run", DAG_RUN_KEY: ctx.dag_run_key}
+    found = hook.find_runs(experiment_id, query)
+    if found:
+        if found[0].status != "RUNNING":  # the DAG run was cleared and runs again
+            hook.set_run_status(found[0].run_id, "RUNNING")
+        return found[0]
+    mine = hook.create_run(experiment_id, ctx.run_id, ctx.parent_tags(), start_time=_now_ms())
+    winner = (hook.find_runs(experiment_id, query) or [mine])[0]
+    if winner.run_id != mine.run_id:
+        hook.delete_run(mine.run_id)
+    return winner
+
+
+def finalize_dag_run(hook: MLflowHook, experiment_name: str, dag_id: str, run_id: str, succeeded: bool) -> dict[str, Any]:
+    """
+    Close the MLflow side of a finished DAG run: one parent, every child pointing at it,
+    nothing left RUNNING. Returns what it did, for the log.
+    """
+    ctx = TaskRunContext(dag_id=dag_id, run_id=run_id, task_id="")
+    experiment_id = hook.find_experiment(experiment_name)
+    if experiment_id is None:
+        return {"experiment": experiment_name, "parent": None}
+    parents = hook.find_runs(experiment_id, {ROLE: "dag_run", DAG_RUN_KEY: ctx.dag_run_key})
+    children = hook.find_runs(experiment_id, {ROLE: "task", DAG_RUN_KEY: ctx.dag_run_key})
+    winner = parents[0].run_id if parents else None
+    killed = []
+    for child in children:
+        if winner and child.tags.get(PARENT, winner) != winner:
+            hook.log_batch(child.run_id, tags={PARENT: winner})
+        if child.status == "RUNNING":
+            hook.set_run_status(child.run_id, "KILLED")
+            killed.append(child.run_id)
+    for extra in parents[1:]:
+        hook.delete_run(extra.run_id)
+    if winner:
+        hook.set_run_status(winner, "FINISHED" if succeeded else "FAILED")
+    return {"experiment": experiment_name, "parent": winner, "killed": killed, "merged": [p.run_id for p in parents[1:]]}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
