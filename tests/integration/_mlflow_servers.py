@@ -5,7 +5,8 @@ Each server gets a fresh PostgreSQL database (dropped afterwards) and a local di
 proxied artifacts. The fixtures that use this live in ``conftest.py`` next to this module.
 
 Start-up is split into :meth:`ServerProcess.start` (non-blocking) and
-:meth:`ServerProcess.wait_healthy`, so several servers can boot at the same time.
+:meth:`ServerProcess.wait_healthy`, so several servers can boot at the same time. Other tiers
+(e2e) can reuse it: ``from tests.integration._mlflow_servers import ServerProcess``.
 """
 
 from __future__ import annotations

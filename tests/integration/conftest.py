@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from _mlflow_servers import (
+
+from tests.integration._mlflow_servers import (
     MLflowAuthServer,
     MLflowServer,
     ServerProcess,

@@ -6,7 +6,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from _mlflow_servers import MLflowAuthServer, MLflowServer, _server_env
+
+from tests.integration._mlflow_servers import MLflowAuthServer, MLflowServer, _server_env
 
 
 def _unique(prefix: str) -> str:
