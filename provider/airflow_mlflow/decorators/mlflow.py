@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
+from airflow_mlflow.exceptions import translate
 from airflow_mlflow.hooks.mlflow import MLflowHook
 from airflow_mlflow.operators.base import TrackedRunMixin
 
@@ -66,9 +67,14 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
 
     def _call_in_run(self, task_run: TaskRun, context: Context) -> Any:
         import mlflow
+        from mlflow.exceptions import MlflowException
 
-        with self.hook.user_code_env(), mlflow.start_run(run_id=task_run.run_id):
-            return super().execute(context)
+        try:
+            with self.hook.user_code_env(), mlflow.start_run(run_id=task_run.run_id):
+                return super().execute(context)
+        except MlflowException as err:
+            # e.g. a retry logging a changed param: MLflow's error code decides if a retry could help.
+            raise translate(err, f"MLflow run {task_run.run_id} of task {self.task_id!r}") from err
 
 
 def mlflow_task(

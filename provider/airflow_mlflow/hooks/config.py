@@ -34,7 +34,7 @@ def _scheme(uri: str) -> str:
     return uri.split(":", 1)[0].split("+", 1)[0].lower()
 
 
-def _as_bool(field_name: str, value: Any) -> bool:
+def _as_bool(conn_id: str, field_name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -42,7 +42,7 @@ def _as_bool(field_name: str, value: Any) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise MLflowConnectionConfigError(f"Connection field {field_name!r} must be true or false, got {value!r}")
+    raise MLflowConnectionConfigError(f"Connection {conn_id!r}: {field_name!r} must be true or false, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class MLflowConnectionConfig:
         if password and not username:
             raise MLflowConnectionConfigError(f"Connection {conn.conn_id!r}: password is set but login is empty")
         ca_bundle = (extra.get("ca_bundle") or "").strip() or None
-        insecure = _as_bool("insecure_tls", extra.get("insecure_tls", False))
+        insecure = _as_bool(conn.conn_id, "insecure_tls", extra.get("insecure_tls", False))
         if insecure and ca_bundle:
             raise MLflowConnectionConfigError(
                 f"Connection {conn.conn_id!r}: insecure_tls=true and ca_bundle={ca_bundle!r} contradict"
