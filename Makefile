@@ -32,6 +32,9 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --progress-bar off -e '.[test]'
+	@# The editable build leaves an egg-info beside the sources; Airflow would then see the
+	@# distribution twice and register its plugin twice.
+	rm -rf provider/*.egg-info
 	@touch $@
 
 # pytest exits 5 when it collects nothing; for us that means tests went missing, so it fails too.

@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import configure_airflow_home, migrate_airflow_db
+
+# Before anything imports airflow: it reads AIRFLOW_HOME once, at import.
+configure_airflow_home()
+
 # The MLflow client retries 7 times with exponential backoff and waits up to 120 s per request.
 # In tests that turns a refused connection or a 5xx into minutes of silence, so fail fast.
 # setdefault keeps a value a developer exported on purpose; only this test process is affected.
@@ -33,3 +38,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         marker = _TIER_MARKERS.get(tier)
         if marker is not None and item.get_closest_marker(tier) is None:
             item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """A migrated Airflow metadata DB (SQLite, once per session) for ``dag.test()``."""
+    migrate_airflow_db()

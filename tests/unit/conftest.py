@@ -5,9 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import configure_airflow_home, copy_store, migrate_airflow_db, migrated_mlflow_db, mlflow_conn_json
-
-configure_airflow_home()
+from tests.support import copy_store, migrated_mlflow_db, mlflow_conn_json
 
 
 @dataclass
@@ -34,8 +32,3 @@ def store(tmp_path, mlflow_template, monkeypatch) -> Store:
     artifacts = tmp_path / "mlflow" / "artifacts"
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", mlflow_conn_json(uri, artifact_root=str(artifacts)))
     return Store(uri, artifacts)
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    migrate_airflow_db()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 
 from airflow_mlflow.plugins import listener
+from tests.assertions import assert_tracked_dag
 from tests.dags import tracked as dags
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -27,49 +26,9 @@ def runs_of(client, experiment: str):
 def test_tracked_dag_leaves_one_parent_and_five_children(store):
     dag_run = run_dag(dags.tracked)
     assert dag_run.state == "success"
-
-    runs = runs_of(store.client, "tracked_example")
-    parents = [r for r in runs if r.data.tags.get("airflow.role") == "dag_run"]
-    children = [r for r in runs if r.data.tags.get("airflow.role") == "task"]
-    assert len(parents) == 1 and len(children) == 5
-    parent = parents[0]
-    assert parent.info.run_name == dag_run.run_id
-    assert parent.info.status == "FINISHED"
-    assert parent.data.tags["airflow.dag_id"] == "tracked_example"
-    assert parent.data.tags["airflow.run_id"] == dag_run.run_id
-
-    by_name = {r.info.run_name: r for r in children}
-    assert sorted(by_name) == ["flaky", "report", "train[0]", "train[1]", "train[2]"]
-    assert Counter((r.data.tags["airflow.task_id"], r.data.tags["airflow.map_index"]) for r in children) == {
-        ("train", "0"): 1, ("train", "1"): 1, ("train", "2"): 1, ("flaky", "-1"): 1, ("report", "-1"): 1,
-    }
-    for run in children:
-        tags = run.data.tags
-        assert run.info.status == "FINISHED"
-        assert tags["mlflow.parentRunId"] == parent.info.run_id
-        assert tags["airflow.dag_id"] == "tracked_example"
-        assert tags["airflow.run_id"] == dag_run.run_id
-        assert tags["airflow.logical_date"]
-        assert "/dags/tracked_example/runs/" in tags["airflow.url"]
-        assert tags["airflow.url"] in tags["mlflow.note.content"]
-
-    assert by_name["train[2]"].data.params == {"fold": "2"}
-    assert by_name["train[2]"].data.metrics == {"score": pytest.approx(0.7)}
-    assert by_name["train[1]"].data.tags["airflow.url"].endswith("/tasks/train/mapped/1")
-
-    flaky = by_name["flaky"].data
-    assert flaky.tags["airflow.try_number"] == "2"
-    assert flaky.tags["airflow.try.1.state"] == "failed"
-    assert "transient failure on the first try" in flaky.tags["airflow.try.1.error"]
-    assert flaky.tags["airflow.try.2.state"] == "success"
-    assert flaky.params == {"lr": "0.1"} and flaky.metrics == {"recovered": 1.0}
-
-    report = by_name["report"]
-    assert report.data.params == {"folds": "3", "model": "ridge"}
-    assert report.data.metrics == {"best": pytest.approx(0.7)}
-    assert report.data.tags["stage"] == "report"
-    assert [a.path for a in store.client.list_artifacts(report.info.run_id)] == ["report.txt"]
-    assert str(store.artifact_root) in report.info.artifact_uri
+    runs = assert_tracked_dag(store.client, dag_run)
+    assert str(store.artifact_root) in runs["report"].info.artifact_uri
+    assert len(runs_of(store.client, "tracked_example")) == 6  # nothing else, deleted runs aside
 
 
 def test_failing_dag_ends_parent_and_task_failed(store):

@@ -1,0 +1,47 @@
+"""DAG parsing stays cheap: no public module imports mlflow, sklearn, pandas or numpy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ["mlflow", "sklearn", "pandas", "numpy"]
+
+PROBE = """
+import importlib, json, pkgutil, runpy, sys
+import airflow_mlflow
+names = [m.name for m in pkgutil.walk_packages(airflow_mlflow.__path__, "airflow_mlflow.")]
+for name in names:
+    importlib.import_module(name)
+from airflow_mlflow import MLflowHook, MLflowLogOperator, mlflow_task, MLflowRunLink
+for path in sys.argv[1:]:
+    runpy.run_path(path)
+print(json.dumps({"modules": names, "heavy": sorted({m.split(".")[0] for m in sys.modules} & set(%r))}))
+"""
+
+
+def example_dag_files() -> list[str]:
+    return sorted(str(p) for p in (ROOT / "dags_examples").glob("*.py") if p.name != "demo.py")
+
+
+def test_public_modules_and_example_dags_import_no_heavy_library():
+    files = example_dag_files() + [str(ROOT / "tests" / "dags" / "tracked.py")]
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE % HEAVY, *files], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "airflow_mlflow.hooks.mlflow" in result["modules"]
+    assert "airflow_mlflow.decorators.mlflow" in result["modules"]
+    assert result["heavy"] == []
+
+
+def test_unknown_top_level_name_is_an_attribute_error():
+    import airflow_mlflow
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = airflow_mlflow.Nope
