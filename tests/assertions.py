@@ -56,3 +56,14 @@ def assert_tracked_dag(client, dag_run, experiment: str = "tracked_example") -> 
     assert report.data.tags["stage"] == "report"
     assert [a.path for a in client.list_artifacts(report.info.run_id)] == ["report.txt"]
     return by_name
+
+
+def xcom_value(dag_run, task_id: str, key: str):
+    """An XCom the task pushed, read from the metadata DB (test code, not task code)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(run_id=dag_run.run_id, key=key, task_ids=task_id, dag_ids=dag_run.dag_id)
+        row = session.scalars(query).first()
+        return None if row is None else XComModel.deserialize_value(row)

@@ -108,7 +108,36 @@ def changing_param_dag(dag_id: str = "changing_param"):
     return _dag()
 
 
+def xcom_inputs_dag(dag_id: str = "xcom_inputs"):
+    """MLflowLogOperator fed by XCom: a whole params dict, and the run of another task."""
+
+    @dag(dag_id=dag_id, schedule=None, start_date=START, catchup=False)
+    def _dag():
+        @task
+        def choose() -> dict:
+            return {"alpha": 0.5, "solver": "lbfgs"}
+
+        @task.mlflow
+        def fit() -> None:
+            import mlflow
+
+            mlflow.log_metric("loss", 0.25)
+
+        log_choice = MLflowLogOperator(task_id="log_choice", params=choose())
+        annotate_fit = MLflowLogOperator(
+            task_id="annotate_fit",
+            run_id="{{ ti.xcom_pull(task_ids='fit', key='mlflow_run')['run_id'] }}",
+            tags={"reviewed": "yes"},
+            metrics={"loss_x2": "{{ 0.25 * 2 }}"},
+        )
+        fit() >> annotate_fit
+        log_choice
+
+    return _dag()
+
+
 tracked = tracked_dag()
+xcom_inputs = xcom_inputs_dag()
 failing = failing_dag()
 timeout = timeout_dag()
 changing_param = changing_param_dag()

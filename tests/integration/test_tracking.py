@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from airflow_mlflow.exceptions import MLflowAuthError
 from airflow_mlflow.hooks.mlflow import MLflowHook
 from airflow_mlflow.plugins import listener
-from tests.assertions import assert_tracked_dag, runs_of_dag_run
+from tests.assertions import assert_tracked_dag, runs_of_dag_run, xcom_value
 from tests.dags import tracked as dags
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -35,6 +35,10 @@ def test_tracked_dag_against_a_real_server(mlflow_server, monkeypatch):
     assert report.info.artifact_uri.startswith("mlflow-artifacts:/")
     stored = list(mlflow_server.artifacts_dir.rglob("report.txt"))
     assert [p.read_text() for p in stored] == ["fold scores\n"]
+    # The "MLflow Run" extra link, computed on the worker, opens the run in the server's UI.
+    expected = f"{mlflow_server.url}/#/experiments/{report.info.experiment_id}/runs/{report.info.run_id}"
+    assert xcom_value(dag_run, "report", "_link_MLflowRunLink") == expected
+    assert xcom_value(dag_run, "report", "mlflow_run")["run_url"] == expected
 
 
 def test_failing_dag_against_a_real_server(mlflow_server, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_mlflow.plugins import listener
-from tests.assertions import assert_tracked_dag
+from tests.assertions import assert_tracked_dag, xcom_value
 from tests.dags import tracked as dags
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -29,6 +29,11 @@ def test_tracked_dag_leaves_one_parent_and_five_children(store):
     runs = assert_tracked_dag(store.client, dag_run)
     assert str(store.artifact_root) in runs["report"].info.artifact_uri
     assert len(runs_of(store.client, "tracked_example")) == 6  # nothing else, deleted runs aside
+    payload = xcom_value(dag_run, "report", "mlflow_run")
+    assert payload["run_id"] == runs["report"].info.run_id
+    assert payload["parent_run_id"] == runs["report"].data.tags["mlflow.parentRunId"]
+    assert payload["run_url"] is None  # a SQLite store has no UI to link to
+    assert xcom_value(dag_run, "report", "_link_MLflowRunLink") == ""
 
 
 def test_failing_dag_ends_parent_and_task_failed(store):
@@ -63,3 +68,15 @@ def test_retry_with_changed_param_fails_naming_it(store):
     # A changed param cannot be fixed by retrying: the third try allowed by retries=2 never runs.
     assert "airflow.try.3.state" not in tags
     assert run.info.status == "FAILED"
+
+
+def test_log_operator_takes_xcom_params_and_a_foreign_run(store):
+    dag_run = run_dag(dags.xcom_inputs)
+    assert dag_run.state == "success"
+    runs = {r.info.run_name: r for r in runs_of(store.client, "xcom_inputs")}
+    assert runs["log_choice"].data.params == {"alpha": "0.5", "solver": "lbfgs"}
+    fit = runs["fit"]
+    assert fit.data.tags["reviewed"] == "yes"
+    assert fit.data.metrics == {"loss": 0.25, "loss_x2": 0.5}
+    assert fit.info.status == "FINISHED"
+    assert "annotate_fit" not in runs  # it logged into fit's run and made none of its own

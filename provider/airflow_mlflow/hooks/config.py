@@ -30,6 +30,14 @@ def embedded_root() -> Path:
     return airflow_home() / "mlflow"
 
 
+def redact_uri(uri: str) -> str:
+    """``uri`` without any ``user:password@`` part, safe to log or link to."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        rest = rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
+
+
 def _scheme(uri: str) -> str:
     return uri.split(":", 1)[0].split("+", 1)[0].lower()
 
@@ -74,8 +82,8 @@ class MLflowConnectionConfig:
     def mlflow_ui_url(self) -> str | None:
         """Base URL of MLflow's own UI, when there is one to link to."""
         if self.ui_url:
-            return self.ui_url.rstrip("/")
-        return self.tracking_uri.rstrip("/") if self.is_http else None
+            return redact_uri(self.ui_url).rstrip("/")
+        return redact_uri(self.tracking_uri).rstrip("/") if self.is_http else None
 
     @classmethod
     def embedded_default(cls) -> MLflowConnectionConfig:

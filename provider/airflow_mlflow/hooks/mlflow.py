@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +15,8 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_mlflow.exceptions import MLflowInputError, translate
-from airflow_mlflow.hooks.config import MLflowConnectionConfig
+from airflow_mlflow.hooks.config import MLflowConnectionConfig, redact_uri
+from airflow_mlflow.validation import validate_metrics, validate_params, validate_tags
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -26,10 +26,6 @@ if TYPE_CHECKING:
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_ENTITIES_PER_BATCH = 1000
-MAX_PARAM_VALUE_LENGTH = 6000
-MAX_TAG_VALUE_LENGTH = 8000
-MAX_KEY_LENGTH = 250
-_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. /:")
 
 _ENV_FOR_CREDENTIALS = (
     "MLFLOW_TRACKING_USERNAME",
@@ -65,64 +61,6 @@ class RunRecord:
             params=dict(run.data.params),
             metrics=dict(run.data.metrics),
         )
-
-
-def _check_key(kind: str, key: Any) -> str:
-    if not isinstance(key, str) or not key:
-        raise MLflowInputError(f"{kind} key {key!r} must be a non-empty string")
-    if len(key) > MAX_KEY_LENGTH:
-        raise MLflowInputError(f"{kind} key {key[:40]!r}… is {len(key)} characters; MLflow allows {MAX_KEY_LENGTH}")
-    if not set(key) <= _KEY_CHARS or key.startswith("/") or ".." in key.split("/"):
-        raise MLflowInputError(
-            f"{kind} key {key!r} is invalid: use letters, digits, '_', '-', '.', ' ', ':' and '/' "
-            "(not leading, no '..' segments)"
-        )
-    return key
-
-
-def validate_params(params: Mapping[str, Any] | None) -> dict[str, str]:
-    """Params as MLflow stores them (strings), or an error naming the first bad one."""
-    out: dict[str, str] = {}
-    for key, value in (params or {}).items():
-        text = str(value)
-        if len(text) > MAX_PARAM_VALUE_LENGTH:
-            raise MLflowInputError(
-                f"param {_check_key('param', key)!r} value is {len(text)} characters; "
-                f"MLflow allows {MAX_PARAM_VALUE_LENGTH}"
-            )
-        out[_check_key("param", key)] = text
-    return out
-
-
-def validate_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
-    """Metrics as finite floats, or an error naming the first bad one."""
-    out: dict[str, float] = {}
-    for key, value in (metrics or {}).items():
-        _check_key("metric", key)
-        try:
-            if isinstance(value, bool):
-                raise TypeError
-            number = float(value)  # numbers, numpy scalars, and numeric strings from templates
-        except (TypeError, ValueError):
-            raise MLflowInputError(
-                f"metric {key!r} must be a number, got {type(value).__name__} {value!r}"
-            ) from None
-        if not math.isfinite(number):
-            raise MLflowInputError(f"metric {key!r} must be finite, got {number!r}")
-        out[key] = number
-    return out
-
-
-def validate_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in (tags or {}).items():
-        text = str(value)
-        if len(text) > MAX_TAG_VALUE_LENGTH:
-            raise MLflowInputError(
-                f"tag {_check_key('tag', key)!r} value is {len(text)} characters; MLflow allows {MAX_TAG_VALUE_LENGTH}"
-            )
-        out[_check_key("tag", key)] = text
-    return out
 
 
 def _batches(params: dict[str, str], metrics: list, tags: dict[str, str]) -> Iterator[tuple[list, list, list]]:
@@ -190,7 +128,7 @@ class MLflowHook(BaseHook):
             self.client.search_experiments(max_results=1)
         except Exception as err:  # shown in the UI's "Test" button
             return False, f"{type(err).__name__}: {err}"
-        return True, f"Connected to MLflow at {_redacted(self.config.tracking_uri)}"
+        return True, f"Connected to MLflow at {redact_uri(self.config.tracking_uri)}"
 
     @contextlib.contextmanager
     def credentials_env(self) -> Iterator[None]:
@@ -263,16 +201,23 @@ class MLflowHook(BaseHook):
                 raise
         return self.client.get_experiment_by_name(name)
 
-    def find_runs(self, experiment_id: str, tags: Mapping[str, str], max_results: int = 1000) -> list[RunRecord]:
-        """Active runs of an experiment whose tags equal ``tags``, oldest first."""
+    def find_runs(self, experiment_id: str, tags: Mapping[str, str]) -> list[RunRecord]:
+        """Active runs of an experiment whose tags equal ``tags``, oldest first (all pages)."""
         clauses = [f"tags.`{key}` = '{_quote(value)}'" for key, value in tags.items()]
+        runs, token = [], None
         with self._call(f"runs of experiment {experiment_id}"):
-            runs = self.client.search_runs(
-                [experiment_id],
-                filter_string=" and ".join(clauses),
-                max_results=max_results,
-                order_by=["attributes.start_time ASC"],
-            )
+            while True:
+                page = self.client.search_runs(
+                    [experiment_id],
+                    filter_string=" and ".join(clauses),
+                    max_results=1000,
+                    order_by=["attributes.start_time ASC"],
+                    page_token=token,
+                )
+                runs.extend(page)
+                token = page.token
+                if not token:
+                    break
         return sorted((RunRecord.from_run(r) for r in runs), key=lambda r: (r.start_time, r.run_id))
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -394,14 +339,6 @@ def _quote(value: str) -> str:
 
 def _safe_folder(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _redacted(uri: str) -> str:
-    """A URI without any ``user:password@`` part."""
-    scheme, sep, rest = uri.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        rest = rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
 
 
 def _credential_env(config: MLflowConnectionConfig) -> dict[str, str | None]:

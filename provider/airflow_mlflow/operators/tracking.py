@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.exceptions import MLflowInputError
-from airflow_mlflow.hooks.mlflow import validate_metrics, validate_params, validate_tags
+from airflow_mlflow.validation import validate_metrics, validate_params, validate_tags
 from airflow_mlflow.operators.base import MLflowBaseOperator, TrackedRunMixin
 
 if TYPE_CHECKING:

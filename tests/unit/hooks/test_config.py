@@ -51,6 +51,11 @@ def test_invalid_connections_are_refused_naming_the_field(fields, message):
     assert message in str(err.value)
 
 
+def test_links_and_messages_drop_userinfo():
+    cfg = MLflowConnectionConfig.from_connection(conn(extra={"tracking_uri": "https://u:pw@mlflow.example.com/"}))
+    assert cfg.mlflow_ui_url == "https://mlflow.example.com"
+
+
 def test_secrets_stay_out_of_repr():
     cfg = MLflowConnectionConfig.from_connection(conn(host="h", login="alice", password="s3cret-pw"))
     token_cfg = MLflowConnectionConfig.from_connection(conn(host="h", extra={"token": "tok-123"}))
