@@ -161,7 +161,8 @@ def open_task_run(
     tags = ctx.task_tags()
     if parent_id:
         tags[PARENT] = parent_id
-    existing = hook.find_runs(experiment_id, {TI_KEY: ctx.ti_key})
+    # A first try has no run yet (clearing a task also raises its try number): skip the search.
+    existing = hook.find_runs(experiment_id, {TI_KEY: ctx.ti_key}) if ctx.try_number > 1 else []
     if existing:
         run = existing[0]
         hook.set_run_status(run.run_id, "RUNNING")
