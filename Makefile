@@ -60,7 +60,8 @@ demo: venv
 
 lint:
 	@if [ -x $(VENV)/bin/ruff ]; then \
-		$(VENV)/bin/ruff check provider tests dags_examples; \
+		$(VENV)/bin/ruff check provider tests dags_examples && \
+		$(VENV)/bin/ruff format --check provider tests dags_examples; \
 	else \
 		echo "ruff is not installed in $(VENV); skipping lint ($(PY) -m pip install ruff to enable)"; \
 	fi

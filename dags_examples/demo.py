@@ -34,7 +34,9 @@ def airflow(*args: str, env: dict[str, str]) -> None:
 
 def main() -> None:
     HOME.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_MLFLOW", "MLFLOW_TRACKING"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_MLFLOW", "MLFLOW_TRACKING"))
+    }
     env.update(
         AIRFLOW_HOME=str(HOME),
         AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags_examples"),
@@ -55,7 +57,9 @@ def summarize(store: Path) -> None:
 
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(DAG_ID)
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=50)
+    runs = client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=50
+    )
     latest = next(r for r in runs if r.data.tags.get("airflow.role") == "dag_run")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == latest.info.run_id]
     step(f"MLflow experiment {DAG_ID!r}, DAG run {latest.info.run_name}: parent run {latest.info.status}")

@@ -19,7 +19,9 @@ def assert_tracked_dag(client, dag_run, experiment: str = "tracked_example") -> 
     runs = runs_of_dag_run(client, experiment, dag_run.run_id)
     parents = [r for r in runs if r.data.tags.get("airflow.role") == "dag_run"]
     children = [r for r in runs if r.data.tags.get("airflow.role") == "task"]
-    assert len(parents) == 1 and len(children) == 5, [(r.info.run_name, r.data.tags.get("airflow.role")) for r in runs]
+    assert len(parents) == 1 and len(children) == 5, [
+        (r.info.run_name, r.data.tags.get("airflow.role")) for r in runs
+    ]
     parent = parents[0]
     assert parent.info.run_name == dag_run.run_id
     assert parent.info.status == "FINISHED"
@@ -28,7 +30,11 @@ def assert_tracked_dag(client, dag_run, experiment: str = "tracked_example") -> 
     by_name = {r.info.run_name: r for r in children}
     assert sorted(by_name) == ["flaky", "report", "train[0]", "train[1]", "train[2]"]
     assert Counter((r.data.tags["airflow.task_id"], r.data.tags["airflow.map_index"]) for r in children) == {
-        ("train", "0"): 1, ("train", "1"): 1, ("train", "2"): 1, ("flaky", "-1"): 1, ("report", "-1"): 1,
+        ("train", "0"): 1,
+        ("train", "1"): 1,
+        ("train", "2"): 1,
+        ("flaky", "-1"): 1,
+        ("report", "-1"): 1,
     }
     for run in children:
         tags = run.data.tags

@@ -33,7 +33,9 @@ def migrate_airflow_db() -> None:
     marker = home / ".migrated"
     if not marker.exists():
         airflow = Path(sys.executable).with_name("airflow")
-        subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+        subprocess.run(
+            [str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy()
+        )
         marker.touch()
 
 

@@ -53,6 +53,12 @@ def translate(err: MlflowException, resource: str) -> MLflowProviderError:
         return MLflowAuthError(message)
     if code in {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS", "RESOURCE_CONFLICT"}:
         return MLflowConflictError(message)
-    if code in {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", "INVALID_STATE", "FEATURE_DISABLED"}:
+    if code in {
+        "INVALID_PARAMETER_VALUE",
+        "BAD_REQUEST",
+        "MALFORMED_REQUEST",
+        "INVALID_STATE",
+        "FEATURE_DISABLED",
+    }:
         return MLflowInputError(message)
     return MLflowProviderError(message)

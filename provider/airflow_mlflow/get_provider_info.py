@@ -31,7 +31,8 @@ def get_provider_info() -> dict:
                 "conn-fields": {
                     "tracking_uri": {
                         "label": "Tracking URI",
-                        "description": "Any MLflow URI (sqlite:///…, postgresql://…, databricks); overrides Host",
+                        "description": "Any MLflow URI (sqlite:///…, postgresql+psycopg2://…, databricks); "
+                        "overrides Host",
                         "schema": {"type": ["string", "null"]},
                     },
                     "registry_uri": {"label": "Registry URI", "schema": {"type": ["string", "null"]}},

@@ -154,7 +154,14 @@ def open_task_run(
     """Start (or, on a retry, reopen) the task instance's run; with ``run_id``, use that run as is."""
     if run_id:
         run = hook.get_run(run_id)
-        return TaskRun(run.run_id, run.experiment_id, run.tags.get(PARENT), hook.run_url(run.experiment_id, run.run_id), dict(run.params), owned=False)
+        return TaskRun(
+            run.run_id,
+            run.experiment_id,
+            run.tags.get(PARENT),
+            hook.run_url(run.experiment_id, run.run_id),
+            dict(run.params),
+            owned=False,
+        )
 
     experiment_id = hook.get_or_create_experiment(resolve_experiment_name(hook, experiment_name, ctx.dag_id))
     parent_id = _ensure_parent(hook, experiment_id, ctx).run_id if nested else None
@@ -174,7 +181,9 @@ def open_task_run(
     return TaskRun(run.run_id, experiment_id, parent_id, hook.run_url(experiment_id, run.run_id), params)
 
 
-def close_task_run(hook: MLflowHook, task_run: TaskRun, ctx: TaskRunContext, outcome: str, error: BaseException | None = None) -> None:
+def close_task_run(
+    hook: MLflowHook, task_run: TaskRun, ctx: TaskRunContext, outcome: str, error: BaseException | None = None
+) -> None:
     """Record how this attempt ended, and end the run with the matching status."""
     if not task_run.owned:
         return
@@ -199,7 +208,9 @@ def _ensure_parent(hook: MLflowHook, experiment_id: str, ctx: TaskRunContext) ->
     return winner
 
 
-def finalize_dag_run(hook: MLflowHook, experiment_name: str, dag_id: str, run_id: str, succeeded: bool) -> dict[str, Any]:
+def finalize_dag_run(
+    hook: MLflowHook, experiment_name: str, dag_id: str, run_id: str, succeeded: bool
+) -> dict[str, Any]:
     """
     Close the MLflow side of a finished DAG run: one parent, every child pointing at it,
     nothing left RUNNING. Returns what it did, for the log.
@@ -222,7 +233,12 @@ def finalize_dag_run(hook: MLflowHook, experiment_name: str, dag_id: str, run_id
         hook.delete_run(extra.run_id)
     if winner:
         hook.set_run_status(winner, "FINISHED" if succeeded else "FAILED")
-    return {"experiment": experiment_name, "parent": winner, "killed": killed, "merged": [p.run_id for p in parents[1:]]}
+    return {
+        "experiment": experiment_name,
+        "parent": winner,
+        "killed": killed,
+        "merged": [p.run_id for p in parents[1:]],
+    }
 
 
 def _now_ms() -> int:

@@ -22,7 +22,9 @@ def _check_key(kind: str, key: Any) -> str:
     if not isinstance(key, str) or not key:
         raise MLflowInputError(f"{kind} key {key!r} must be a non-empty string")
     if len(key) > MAX_KEY_LENGTH:
-        raise MLflowInputError(f"{kind} key {key[:40]!r}… is {len(key)} characters; MLflow allows {MAX_KEY_LENGTH}")
+        raise MLflowInputError(
+            f"{kind} key {key[:40]!r}… is {len(key)} characters; MLflow allows {MAX_KEY_LENGTH}"
+        )
     if not set(key) <= _KEY_CHARS or key.startswith("/") or ".." in key.split("/"):
         raise MLflowInputError(
             f"{kind} key {key!r} is invalid: use letters, digits, '_', '-', '.', ' ', ':' and '/' "
@@ -37,7 +39,8 @@ def _strings(kind: str, values: Mapping[str, Any] | None, max_length: int) -> di
         text = str(value)
         if len(text) > max_length:
             raise MLflowInputError(
-                f"{kind} {_check_key(kind, key)!r} value is {len(text)} characters; MLflow allows {max_length}"
+                f"{kind} {_check_key(kind, key)!r} value is {len(text)} characters; "
+                f"MLflow allows {max_length}"
             )
         out[_check_key(kind, key)] = text
     return out

@@ -123,7 +123,7 @@ def xcom_inputs_dag(dag_id: str = "xcom_inputs"):
 
             mlflow.log_metric("loss", 0.25)
 
-        log_choice = MLflowLogOperator(task_id="log_choice", params=choose())
+        MLflowLogOperator(task_id="log_choice", params=choose())
         annotate_fit = MLflowLogOperator(
             task_id="annotate_fit",
             run_id="{{ ti.xcom_pull(task_ids='fit', key='mlflow_run')['run_id'] }}",
@@ -131,7 +131,6 @@ def xcom_inputs_dag(dag_id: str = "xcom_inputs"):
             metrics={"loss_x2": "{{ 0.25 * 2 }}"},
         )
         fit() >> annotate_fit
-        log_choice
 
     return _dag()
 

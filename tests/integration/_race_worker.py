@@ -13,7 +13,7 @@ def main(run_id: str, task_id: str, go: str) -> None:
     from airflow_mlflow.runs import TaskRunContext, close_task_run, open_task_run
 
     hook = MLflowHook()
-    hook.client  # build the client (and import mlflow) before the start line
+    _ = hook.client  # build the client (and import mlflow) before the start line
     ctx = TaskRunContext(dag_id="race_example", run_id=run_id, task_id=task_id)
     print("ready", flush=True)
     while not Path(go).exists():

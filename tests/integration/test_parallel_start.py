@@ -30,7 +30,11 @@ def start_together(url: str, run_id: str, go: Path) -> list[dict]:
     procs = [
         subprocess.Popen(
             [sys.executable, str(WORKER), run_id, f"task_{i}", str(go)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
         )
         for i in range(WORKERS)
     ]
@@ -53,7 +57,9 @@ def test_simultaneous_tasks_leave_exactly_one_parent(mlflow_server, monkeypatch,
     assert len({r["run"] for r in results}) == WORKERS
 
     host, port = mlflow_server.url.removeprefix("http://").split(":")
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": host, "port": int(port)}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": host, "port": int(port)})
+    )
     report = finalize_dag_run(MLflowHook(), "race_example", "race_example", run_id, succeeded=True)
     print(f"parent candidates merged at DAG-run end: {len(report['merged'])}")
 
@@ -68,6 +74,11 @@ def test_simultaneous_tasks_leave_exactly_one_parent(mlflow_server, monkeypatch,
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     assert {r.info.status for r in children} == {"FINISHED"}
     deleted = client.search_runs(
-        [exp], filter_string=f"tags.`airflow.run_id` = '{run_id}' and tags.`airflow.role` = 'dag_run'", run_view_type=2
+        [exp],
+        filter_string=f"tags.`airflow.run_id` = '{run_id}' and tags.`airflow.role` = 'dag_run'",
+        run_view_type=2,
     )
-    print(f"parent candidates created: {1 + len(deleted)}, deleted by their creators or the merge: {len(deleted)}")
+    print(
+        f"parent candidates created: {1 + len(deleted)}, "
+        f"deleted by their creators or the merge: {len(deleted)}"
+    )

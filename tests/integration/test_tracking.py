@@ -45,9 +45,14 @@ def test_failing_dag_against_a_real_server(mlflow_server, monkeypatch):
     use_server(monkeypatch, mlflow_server.url)
     dag_run = dags.failing.test()
     listener.drain()
-    runs = {r.info.run_name: r for r in runs_of_dag_run(MlflowClient(mlflow_server.url), "failing_example", dag_run.run_id)}
+    runs = {
+        r.info.run_name: r
+        for r in runs_of_dag_run(MlflowClient(mlflow_server.url), "failing_example", dag_run.run_id)
+    }
     assert {name: r.info.status for name, r in runs.items()} == {
-        dag_run.run_id: "FAILED", "ok": "FINISHED", "boom": "FAILED"
+        dag_run.run_id: "FAILED",
+        "ok": "FINISHED",
+        "boom": "FAILED",
     }
 
 

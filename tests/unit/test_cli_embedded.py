@@ -19,7 +19,11 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 def dags_test(home: Path, dags_folder: Path, dag_id: str) -> MlflowClient:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
-    env.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    )
     env["PYTHONPATH"] = str(ROOT)
     for args in (["db", "migrate"], ["dags", "test", dag_id]):
         done = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, cwd=ROOT)

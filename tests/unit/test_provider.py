@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import airflow
 import jsonschema
 
-import airflow
 from airflow_mlflow.get_provider_info import get_provider_info
 
 
@@ -22,7 +22,9 @@ def test_connection_form_is_declared_the_airflow_3_2_way():
     pm = ProvidersManager()
     assert "airflow-mlflow" in pm.providers
     widgets = {name for name in pm.connection_form_widgets if name.startswith("extra__mlflow__")}
-    assert {f"extra__mlflow__{f}" for f in ("tracking_uri", "registry_uri", "ui_url", "experiment_name", "token")} <= widgets
+    assert {
+        f"extra__mlflow__{f}" for f in ("tracking_uri", "registry_uri", "ui_url", "experiment_name", "token")
+    } <= widgets
     assert pm.field_behaviours["mlflow"]["hidden_fields"] == ["extra"]
     from airflow_mlflow.hooks.mlflow import MLflowHook
 

@@ -22,7 +22,9 @@ def hook(store) -> MLflowHook:
 
 
 def ctx(task_id: str, map_index: int = -1, try_number: int = 1, run_id: str = "manual__1") -> TaskRunContext:
-    return TaskRunContext(dag_id="d", run_id=run_id, task_id=task_id, map_index=map_index, try_number=try_number)
+    return TaskRunContext(
+        dag_id="d", run_id=run_id, task_id=task_id, map_index=map_index, try_number=try_number
+    )
 
 
 def active(store, experiment="d"):
@@ -104,7 +106,10 @@ def test_finalize_reopened_dag_run(hook, store):
 
 
 def test_finalize_of_unknown_experiment_is_a_no_op(hook):
-    assert finalize_dag_run(hook, "never-used", "d", "r", succeeded=True) == {"experiment": "never-used", "parent": None}
+    assert finalize_dag_run(hook, "never-used", "d", "r", succeeded=True) == {
+        "experiment": "never-used",
+        "parent": None,
+    }
 
 
 def test_dag_run_key_separates_runs(hook):

@@ -31,7 +31,13 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
     :param nested: nest the run under one run per DAG run (default True)
     """
 
-    template_fields: Sequence[str] = ("templates_dict", "op_args", "op_kwargs", "mlflow_conn_id", "experiment_name")
+    template_fields: Sequence[str] = (
+        "templates_dict",
+        "op_args",
+        "op_kwargs",
+        "mlflow_conn_id",
+        "experiment_name",
+    )
     template_fields_renderers = {"templates_dict": "json", "op_args": "py", "op_kwargs": "py"}
     custom_operator_name = "@task.mlflow"
     ui_color = "#d6ecfa"
@@ -51,7 +57,11 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
         self.experiment_name = experiment_name
         self.nested = nested
         super().__init__(
-            kwargs_to_upstream={"python_callable": python_callable, "op_args": op_args, "op_kwargs": op_kwargs},
+            kwargs_to_upstream={
+                "python_callable": python_callable,
+                "op_args": op_args,
+                "op_kwargs": op_kwargs,
+            },
             python_callable=python_callable,
             op_args=op_args,
             op_kwargs=op_kwargs,

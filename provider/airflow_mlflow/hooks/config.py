@@ -50,7 +50,9 @@ def _as_bool(conn_id: str, field_name: str, value: Any) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise MLflowConnectionConfigError(f"Connection {conn_id!r}: {field_name!r} must be true or false, got {value!r}")
+    raise MLflowConnectionConfigError(
+        f"Connection {conn_id!r}: {field_name!r} must be true or false, got {value!r}"
+    )
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,9 @@ class MLflowConnectionConfig:
                 f"Connection {conn.conn_id!r}: set either login/password or the token extra, not both"
             )
         if password and not username:
-            raise MLflowConnectionConfigError(f"Connection {conn.conn_id!r}: password is set but login is empty")
+            raise MLflowConnectionConfigError(
+                f"Connection {conn.conn_id!r}: password is set but login is empty"
+            )
         ca_bundle = (extra.get("ca_bundle") or "").strip() or None
         insecure = _as_bool(conn.conn_id, "insecure_tls", extra.get("insecure_tls", False))
         if insecure and ca_bundle:
@@ -161,5 +165,7 @@ class MLflowConnectionConfig:
             host, schema = parts.netloc, parts.scheme or schema
         port = conn.port
         if port is not None and not (isinstance(port, int) and 0 < port < 65536):
-            raise MLflowConnectionConfigError(f"Connection {conn.conn_id!r}: port must be 1-65535, got {port!r}")
+            raise MLflowConnectionConfigError(
+                f"Connection {conn.conn_id!r}: port must be 1-65535, got {port!r}"
+            )
         return f"{schema}://{host}" + (f":{port}" if port else "")

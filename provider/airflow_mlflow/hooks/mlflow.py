@@ -63,7 +63,9 @@ class RunRecord:
         )
 
 
-def _batches(params: dict[str, str], metrics: list, tags: dict[str, str]) -> Iterator[tuple[list, list, list]]:
+def _batches(
+    params: dict[str, str], metrics: list, tags: dict[str, str]
+) -> Iterator[tuple[list, list, list]]:
     """Split one logical write into LogBatch requests within MLflow's limits."""
     p_items, t_items = list(params.items()), list(tags.items())
     while p_items or t_items or metrics:
@@ -150,10 +152,16 @@ class MLflowHook(BaseHook):
         """
         from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-        uris = {"MLFLOW_TRACKING_URI": self.config.tracking_uri, "MLFLOW_REGISTRY_URI": self.config.registry_uri}
+        uris = {
+            "MLFLOW_TRACKING_URI": self.config.tracking_uri,
+            "MLFLOW_REGISTRY_URI": self.config.registry_uri,
+        }
         if self.config.embedded:
             _prepare_embedded_store(self.config)
-        with _scoped_environment({**_credential_env(self.config), **uris}), _use_tracking_uri(self.config.tracking_uri):
+        with (
+            _scoped_environment({**_credential_env(self.config), **uris}),
+            _use_tracking_uri(self.config.tracking_uri),
+        ):
             yield
 
     @contextlib.contextmanager
@@ -224,7 +232,9 @@ class MLflowHook(BaseHook):
         with self._call(f"run {run_id}"):
             return RunRecord.from_run(self.client.get_run(run_id))
 
-    def create_run(self, experiment_id: str, run_name: str, tags: Mapping[str, str], start_time: int) -> RunRecord:
+    def create_run(
+        self, experiment_id: str, run_name: str, tags: Mapping[str, str], start_time: int
+    ) -> RunRecord:
         with self._call(f"new run {run_name!r} in experiment {experiment_id}"):
             run = self.client.create_run(
                 experiment_id, start_time=start_time, tags=dict(tags), run_name=run_name
@@ -292,7 +302,9 @@ class MLflowHook(BaseHook):
                 requests += 1
         return requests
 
-    def log_artifacts(self, run_id: str, local_path: str | os.PathLike, artifact_path: str | None = None) -> None:
+    def log_artifacts(
+        self, run_id: str, local_path: str | os.PathLike, artifact_path: str | None = None
+    ) -> None:
         """Upload a file or a directory to the run's artifacts."""
         path = Path(local_path)
         if not path.exists():

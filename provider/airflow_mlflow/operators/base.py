@@ -59,7 +59,12 @@ class TrackedRunMixin:
         )
         self._task_run = task_run
         context["ti"].xcom_push(key=RUN_XCOM_KEY, value=task_run.to_json())
-        self.log.info("MLflow run %s (experiment %s) %s", task_run.run_id, task_run.experiment_id, task_run.run_url or "")
+        self.log.info(
+            "MLflow run %s (experiment %s) %s",
+            task_run.run_id,
+            task_run.experiment_id,
+            task_run.run_url or "",
+        )
         try:
             result = body(task_run)
         except (AirflowTaskTimeout, AirflowTaskTerminated) as err:

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.exceptions import MLflowInputError
-from airflow_mlflow.validation import validate_metrics, validate_params, validate_tags
 from airflow_mlflow.operators.base import MLflowBaseOperator, TrackedRunMixin
+from airflow_mlflow.validation import validate_metrics, validate_params, validate_tags
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -87,7 +87,11 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
         self.step = step
 
     def _artifact_targets(self) -> list[tuple[Path, str | None]]:
-        items = self.artifacts.items() if isinstance(self.artifacts, Mapping) else ((a, None) for a in self.artifacts)
+        items = (
+            self.artifacts.items()
+            if isinstance(self.artifacts, Mapping)
+            else ((a, None) for a in self.artifacts)
+        )
         targets = []
         for local, folder in items:
             path = Path(str(local))
@@ -99,7 +103,9 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
     def execute(self, context: Context) -> dict[str, Any]:
         for name, value in (("params", self.mlflow_params), ("metrics", self.metrics), ("tags", self.tags)):
             if not isinstance(value, Mapping):
-                raise MLflowInputError(f"{name} must be a mapping of name to value, got {type(value).__name__} {value!r}")
+                raise MLflowInputError(
+                    f"{name} must be a mapping of name to value, got {type(value).__name__} {value!r}"
+                )
         params = validate_params(self.mlflow_params)
         metrics = validate_metrics(self.metrics)
         tags = validate_tags(self.tags)
@@ -118,7 +124,12 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
                 self.hook.log_artifacts(task_run.run_id, path, folder)
             return {
                 **task_run.to_json(),
-                "logged": {"params": len(params), "metrics": len(metrics), "tags": len(tags), "artifacts": len(targets)},
+                "logged": {
+                    "params": len(params),
+                    "metrics": len(metrics),
+                    "tags": len(tags),
+                    "artifacts": len(targets),
+                },
                 "batch_requests": requests,
             }
 

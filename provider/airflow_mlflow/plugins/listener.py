@@ -30,7 +30,12 @@ def tracked_targets(dag: Any) -> set[tuple[str, str | None]]:
         conn_id = getattr(task, "mlflow_conn_id", None) or partial.get("mlflow_conn_id")
         if conn_id is None and not _is_tracked(task):
             continue
-        targets.add((conn_id or "mlflow_default", getattr(task, "experiment_name", None) or partial.get("experiment_name")))
+        targets.add(
+            (
+                conn_id or "mlflow_default",
+                getattr(task, "experiment_name", None) or partial.get("experiment_name"),
+            )
+        )
     return targets
 
 
@@ -46,14 +51,21 @@ def finalize(dag_id: str, run_id: str, targets: set[tuple[str, str | None]], suc
     results = []
     for conn_id, experiment in sorted(targets, key=str):
         if "{{" in conn_id or "{{" in (experiment or ""):
-            log.warning("MLflow: cannot finalize %s/%s for templated conn/experiment %r", dag_id, run_id, (conn_id, experiment))
+            log.warning(
+                "MLflow: cannot finalize %s/%s for templated conn/experiment %r",
+                dag_id,
+                run_id,
+                (conn_id, experiment),
+            )
             continue
         try:
             hook = MLflowHook(mlflow_conn_id=conn_id)
             name = resolve_experiment_name(hook, experiment, dag_id)
             results.append(finalize_dag_run(hook, name, dag_id, run_id, succeeded))
         except Exception:
-            log.exception("MLflow: could not finalize the runs of DAG run %s/%s (conn %s)", dag_id, run_id, conn_id)
+            log.exception(
+                "MLflow: could not finalize the runs of DAG run %s/%s (conn %s)", dag_id, run_id, conn_id
+            )
     log.info("MLflow: finalized DAG run %s/%s: %s", dag_id, run_id, results)
     return results
 

@@ -26,7 +26,14 @@ def test_host_port_schema_make_the_tracking_uri():
 
 def test_tracking_uri_extra_overrides_host():
     cfg = MLflowConnectionConfig.from_connection(
-        conn(host="ignored", extra={"tracking_uri": "sqlite:////tmp/x.db", "ui_url": "http://ui:5000/", "experiment_name": "exp"})
+        conn(
+            host="ignored",
+            extra={
+                "tracking_uri": "sqlite:////tmp/x.db",
+                "ui_url": "http://ui:5000/",
+                "experiment_name": "exp",
+            },
+        )
     )
     assert cfg.tracking_uri == "sqlite:////tmp/x.db" and not cfg.is_http
     assert cfg.mlflow_ui_url == "http://ui:5000" and cfg.experiment_name == "exp"
@@ -37,10 +44,19 @@ def test_tracking_uri_extra_overrides_host():
     [
         ({}, "set host"),
         ({"host": "h", "schema": "ftp"}, "schema must be 'http' or 'https', got 'ftp'"),
-        ({"extra": {"tracking_uri": "gopher://x"}}, "tracking_uri 'gopher://x' has unsupported scheme 'gopher'"),
-        ({"host": "h", "login": "u", "password": "p", "extra": {"token": "t"}}, "either login/password or the token"),
+        (
+            {"extra": {"tracking_uri": "gopher://x"}},
+            "tracking_uri 'gopher://x' has unsupported scheme 'gopher'",
+        ),
+        (
+            {"host": "h", "login": "u", "password": "p", "extra": {"token": "t"}},
+            "either login/password or the token",
+        ),
         ({"host": "h", "password": "p"}, "password is set but login is empty"),
-        ({"host": "h", "extra": {"insecure_tls": "maybe"}}, "'insecure_tls' must be true or false, got 'maybe'"),
+        (
+            {"host": "h", "extra": {"insecure_tls": "maybe"}},
+            "'insecure_tls' must be true or false, got 'maybe'",
+        ),
         ({"host": "h", "extra": {"insecure_tls": True, "ca_bundle": "/ca.pem"}}, "contradict"),
         ({"host": "h", "extra": {"ui_url": "ftp://x"}}, "ui_url 'ftp://x' must be an http(s) URL"),
     ],
@@ -52,7 +68,9 @@ def test_invalid_connections_are_refused_naming_the_field(fields, message):
 
 
 def test_links_and_messages_drop_userinfo():
-    cfg = MLflowConnectionConfig.from_connection(conn(extra={"tracking_uri": "https://u:pw@mlflow.example.com/"}))
+    cfg = MLflowConnectionConfig.from_connection(
+        conn(extra={"tracking_uri": "https://u:pw@mlflow.example.com/"})
+    )
     assert cfg.mlflow_ui_url == "https://mlflow.example.com"
 
 

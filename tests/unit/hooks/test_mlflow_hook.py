@@ -29,7 +29,10 @@ def test_embedded_default_is_created_on_first_use(monkeypatch, tmp_path, mlflow_
     hook = MLflowHook()
     exp = hook.get_or_create_experiment("embedded")
     assert (tmp_path / "mlflow" / "mlflow.db").is_file()
-    assert hook.client.get_experiment(exp).artifact_location == (tmp_path / "mlflow" / "artifacts" / "embedded").as_uri()
+    assert (
+        hook.client.get_experiment(exp).artifact_location
+        == (tmp_path / "mlflow" / "artifacts" / "embedded").as_uri()
+    )
     assert hook.test_connection() == (True, f"Connected to MLflow at sqlite:///{tmp_path}/mlflow/mlflow.db")
 
 
@@ -108,7 +111,10 @@ def test_params_relogged_unchanged_pass_changed_fail(hook, store, run_id):
     hook.log_batch(run_id, params={"lr": 0.1, "depth": 3})
     known = dict(store.client.get_run(run_id).data.params)
     assert hook.log_batch(run_id, params={"lr": 0.1}, known_params=known) == 0
-    with pytest.raises(MLflowConflictError, match=r"param 'depth' of run \w+ was already logged as '3'; this attempt logs '4'"):
+    with pytest.raises(
+        MLflowConflictError,
+        match=r"param 'depth' of run \w+ was already logged as '3'; this attempt logs '4'",
+    ):
         hook.log_batch(run_id, params={"lr": 0.1, "depth": 4, "new": 1}, known_params=known)
     assert store.client.get_run(run_id).data.params == {"lr": "0.1", "depth": "3"}
 
@@ -132,7 +138,9 @@ def test_artifacts_file_and_folder(hook, store, run_id, tmp_path):
 def test_http_client_carries_credentials_without_touching_environ(monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_MLFLOW_REMOTE",
-        json.dumps({"conn_type": "mlflow", "host": "127.0.0.1", "port": 5999, "login": "alice", "password": "pw"}),
+        json.dumps(
+            {"conn_type": "mlflow", "host": "127.0.0.1", "port": 5999, "login": "alice", "password": "pw"}
+        ),
     )
     before = dict(os.environ)
     hook = MLflowHook(mlflow_conn_id="mlflow_remote")
@@ -163,7 +171,9 @@ def test_credentials_env_is_scoped_and_restored(monkeypatch):
 def test_test_connection_reports_failure_without_secrets(monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_MLFLOW_REMOTE",
-        json.dumps({"conn_type": "mlflow", "host": "127.0.0.1", "port": 9, "login": "u", "password": "hunter2"}),
+        json.dumps(
+            {"conn_type": "mlflow", "host": "127.0.0.1", "port": 9, "login": "u", "password": "hunter2"}
+        ),
     )
     ok, message = MLflowHook(mlflow_conn_id="mlflow_remote").test_connection()
     assert not ok and "hunter2" not in message
