@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_mlflow.hooks.mlflow import MLflowHook, RunRecord
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+    from airflow_mlflow.hooks.tracking import RunRecord
 
 ROLE = "airflow.role"
 DAG_RUN_KEY = "airflow.dag_run_key"

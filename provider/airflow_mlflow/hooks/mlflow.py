@@ -6,7 +6,6 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,69 +13,17 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from airflow_mlflow.exceptions import MLflowInputError, translate
+from airflow_mlflow.exceptions import translate
 from airflow_mlflow.hooks.config import MLflowConnectionConfig, redact_uri
-from airflow_mlflow.validation import validate_metrics, validate_params, validate_tags
+from airflow_mlflow.hooks.registry import RegistryVerbs
+from airflow_mlflow.hooks.tracking import TrackingVerbs
 
 if TYPE_CHECKING:
+    from airflow.sdk import Connection
     from mlflow import MlflowClient
-    from mlflow.entities import Run
-
-# MLflow's own limits (LogBatch): see mlflow.utils.validation.
-MAX_METRICS_PER_BATCH = 1000
-MAX_PARAMS_TAGS_PER_BATCH = 100
-MAX_ENTITIES_PER_BATCH = 1000
-
-_ENV_FOR_CREDENTIALS = (
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_INSECURE_TLS",
-    "MLFLOW_TRACKING_SERVER_CERT_PATH",
-)
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """A plain view of an MLflow run: what the provider needs, JSON-friendly."""
-
-    run_id: str
-    experiment_id: str
-    status: str
-    start_time: int
-    artifact_uri: str
-    tags: Mapping[str, str] = field(default_factory=dict)
-    params: Mapping[str, str] = field(default_factory=dict)
-    metrics: Mapping[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def from_run(cls, run: Run) -> RunRecord:
-        return cls(
-            run_id=run.info.run_id,
-            experiment_id=run.info.experiment_id,
-            status=run.info.status,
-            start_time=run.info.start_time or 0,
-            artifact_uri=run.info.artifact_uri,
-            tags=dict(run.data.tags),
-            params=dict(run.data.params),
-            metrics=dict(run.data.metrics),
-        )
-
-
-def _batches(
-    params: dict[str, str], metrics: list, tags: dict[str, str]
-) -> Iterator[tuple[list, list, list]]:
-    """Split one logical write into LogBatch requests within MLflow's limits."""
-    p_items, t_items = list(params.items()), list(tags.items())
-    while p_items or t_items or metrics:
-        p, p_items = p_items[:MAX_PARAMS_TAGS_PER_BATCH], p_items[MAX_PARAMS_TAGS_PER_BATCH:]
-        t, t_items = t_items[:MAX_PARAMS_TAGS_PER_BATCH], t_items[MAX_PARAMS_TAGS_PER_BATCH:]
-        room = min(MAX_METRICS_PER_BATCH, MAX_ENTITIES_PER_BATCH - len(p) - len(t))
-        m, metrics = metrics[:room], metrics[room:]
-        yield p, m, t
-
-
-class MLflowHook(BaseHook):
+class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
     """
     Interact with MLflow: tracking, registry and artifacts.
 
@@ -104,6 +51,19 @@ class MLflowHook(BaseHook):
         self.mlflow_conn_id = mlflow_conn_id
 
     # -- configuration and client ------------------------------------------------------------
+
+    @classmethod
+    def from_connection(cls, conn: Connection | None, mlflow_conn_id: str = default_conn_name) -> MLflowHook:
+        """
+        A hook for an already fetched connection (None: the embedded default), for callers that
+        fetch it themselves, such as triggers with ``aget_connection``.
+        """
+        hook = cls(mlflow_conn_id=mlflow_conn_id)
+        if conn is None:
+            hook.__dict__["config"] = MLflowConnectionConfig.embedded_default()
+        else:
+            hook.__dict__["config"] = MLflowConnectionConfig.from_connection(conn)
+        return hook
 
     @cached_property
     def config(self) -> MLflowConnectionConfig:
@@ -172,185 +132,6 @@ class MLflowHook(BaseHook):
             yield
         except MlflowException as err:
             raise translate(err, resource) from err
-
-    # -- verbs ---------------------------------------------------------------------------------
-
-    def get_or_create_experiment(self, name: str) -> str:
-        """Experiment id for ``name``, creating it if needed; safe when many tasks race to create it."""
-        if not name or not isinstance(name, str):
-            raise MLflowInputError(f"experiment_name must be a non-empty string, got {name!r}")
-        with self._call(f"experiment {name!r}"):
-            found = self.client.get_experiment_by_name(name)
-            if found is None:
-                found = self._create_experiment(name)
-            if found.lifecycle_stage != "active":
-                raise MLflowInputError(
-                    f"experiment {name!r} (id {found.experiment_id}) is deleted; restore it in MLflow "
-                    "or choose another experiment_name"
-                )
-            return found.experiment_id
-
-    def find_experiment(self, name: str) -> str | None:
-        """Id of the active experiment called ``name``, or None."""
-        with self._call(f"experiment {name!r}"):
-            found = self.client.get_experiment_by_name(name)
-        return found.experiment_id if found is not None and found.lifecycle_stage == "active" else None
-
-    def _create_experiment(self, name: str):
-        from mlflow.exceptions import MlflowException
-
-        location = None
-        if self.config.artifact_root:
-            location = Path(self.config.artifact_root, _safe_folder(name)).as_uri()
-        try:
-            self.client.create_experiment(name, artifact_location=location)
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        return self.client.get_experiment_by_name(name)
-
-    def find_runs(self, experiment_id: str, tags: Mapping[str, str]) -> list[RunRecord]:
-        """Active runs of an experiment whose tags equal ``tags``, oldest first (all pages)."""
-        clauses = [f"tags.`{key}` = '{_quote(value)}'" for key, value in tags.items()]
-        runs, token = [], None
-        with self._call(f"runs of experiment {experiment_id}"):
-            while True:
-                page = self.client.search_runs(
-                    [experiment_id],
-                    filter_string=" and ".join(clauses),
-                    max_results=1000,
-                    order_by=["attributes.start_time ASC"],
-                    page_token=token,
-                )
-                runs.extend(page)
-                token = page.token
-                if not token:
-                    break
-        return sorted((RunRecord.from_run(r) for r in runs), key=lambda r: (r.start_time, r.run_id))
-
-    def get_run(self, run_id: str) -> RunRecord:
-        with self._call(f"run {run_id}"):
-            return RunRecord.from_run(self.client.get_run(run_id))
-
-    def create_run(
-        self, experiment_id: str, run_name: str, tags: Mapping[str, str], start_time: int
-    ) -> RunRecord:
-        with self._call(f"new run {run_name!r} in experiment {experiment_id}"):
-            run = self.client.create_run(
-                experiment_id, start_time=start_time, tags=dict(tags), run_name=run_name
-            )
-        return RunRecord.from_run(run)
-
-    def set_run_status(self, run_id: str, status: str) -> None:
-        """``RUNNING`` re-opens a run; a terminal status also records the end time."""
-        with self._call(f"run {run_id}"):
-            if status == "RUNNING":
-                self.client.update_run(run_id, status=status)
-            else:
-                self.client.set_terminated(run_id, status=status)
-
-    def delete_run(self, run_id: str) -> None:
-        with self._call(f"run {run_id}"):
-            self.client.delete_run(run_id)
-
-    def log_batch(
-        self,
-        run_id: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        metrics: Mapping[str, Any] | None = None,
-        tags: Mapping[str, Any] | None = None,
-        step: int = 0,
-        timestamp: int | None = None,
-        known_params: Mapping[str, str] | None = None,
-    ) -> int:
-        """
-        Log params, metrics and tags in as few requests as MLflow's batch limits allow.
-
-        Everything is validated before the first request, so bad input writes nothing. Params
-        already on the run (``known_params``) are skipped when equal, and refused when different.
-
-        :return: the number of requests made
-        """
-        from mlflow.entities import Metric
-
-        clean_params = validate_params(params)
-        clean_metrics = validate_metrics(metrics)
-        clean_tags = validate_tags(tags)
-        known = known_params or {}
-        for key, value in clean_params.items():
-            if key in known and known[key] != value:
-                raise _param_conflict(run_id, key, known[key], value)
-        new_params = {k: v for k, v in clean_params.items() if known.get(k) != v}
-        ts = timestamp or _now_ms()
-        points = [Metric(k, v, ts, step) for k, v in clean_metrics.items()]
-        return self._send_batches(run_id, new_params, points, clean_tags)
-
-    def _send_batches(self, run_id: str, params: dict[str, str], metrics: list, tags: dict[str, str]) -> int:
-        from mlflow.entities import Param, RunTag
-
-        requests = 0
-        with self._call(f"run {run_id}"):
-            for p, m, t in _batches(params, metrics, tags):
-                self.client.log_batch(
-                    run_id,
-                    metrics=m,
-                    params=[Param(k, v) for k, v in p],
-                    tags=[RunTag(k, v) for k, v in t],
-                    synchronous=True,
-                )
-                requests += 1
-        return requests
-
-    def log_artifacts(
-        self, run_id: str, local_path: str | os.PathLike, artifact_path: str | None = None
-    ) -> None:
-        """Upload a file or a directory to the run's artifacts."""
-        path = Path(local_path)
-        if not path.exists():
-            raise MLflowInputError(f"artifact {str(path)!r} does not exist")
-        with self._call(f"artifacts of run {run_id}"), self.credentials_env():
-            if path.is_dir():
-                self.client.log_artifacts(run_id, str(path), artifact_path)
-            else:
-                self.client.log_artifact(run_id, str(path), artifact_path)
-
-    def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
-        with self._call(f"artifacts of run {run_id}"), self.credentials_env():
-            return [f.path for f in self.client.list_artifacts(run_id, path)]
-
-    def run_url(self, experiment_id: str, run_id: str) -> str | None:
-        """Run page in MLflow's UI, when a UI is known for this connection."""
-        base = self.config.mlflow_ui_url
-        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}" if base else None
-
-
-# -- private helpers ---------------------------------------------------------------------------
-
-
-def _param_conflict(run_id: str, key: str, old: str, new: str):
-    from airflow_mlflow.exceptions import MLflowConflictError
-
-    return MLflowConflictError(
-        f"param {key!r} of run {run_id} was already logged as {old!r}; this attempt logs {new!r}. "
-        "MLflow params are immutable: log a different key, or a metric if the value changes between attempts"
-    )
-
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
-
-
-def _quote(value: str) -> str:
-    if "'" in value:
-        raise MLflowInputError(f"tag value {value!r} cannot be searched: it contains a single quote")
-    return value
-
-
-def _safe_folder(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def _credential_env(config: MLflowConnectionConfig) -> dict[str, str | None]:

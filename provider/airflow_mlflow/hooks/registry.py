@@ -1,0 +1,184 @@
+"""Registry verbs of ``MLflowHook``: register, look up, tag, alias and stage model versions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from airflow_mlflow.exceptions import MLflowInputError
+from airflow_mlflow.validation import validate_tags
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from airflow_mlflow.hooks.config import MLflowConnectionConfig
+
+#: Stage names MLflow's (deprecated, still working) stage API knows.
+STAGES = ("None", "Staging", "Production", "Archived")
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """A plain view of a model version."""
+
+    name: str
+    version: str
+    run_id: str | None
+    source: str
+    status: str
+    current_stage: str | None
+    aliases: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+    model_id: str | None = None
+
+    @classmethod
+    def from_version(cls, mv: ModelVersion) -> VersionRecord:
+        return cls(
+            name=mv.name,
+            version=str(mv.version),
+            run_id=mv.run_id or None,
+            source=mv.source,
+            status=str(mv.status),
+            current_stage=mv.current_stage,
+            aliases=tuple(mv.aliases or ()),
+            tags=dict(mv.tags or {}),
+            model_id=getattr(mv, "model_id", None),
+        )
+
+
+def normalize_stage(stage: str) -> str:
+    """MLflow's stage spelling for ``stage``, or an error naming it."""
+    for known in STAGES:
+        if stage.strip().lower() == known.lower():
+            return known
+    raise MLflowInputError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
+
+
+class RegistryVerbs:
+    """Model registry verbs; mixed into :class:`~airflow_mlflow.hooks.mlflow.MLflowHook`."""
+
+    # Provided by MLflowHook.
+    client: MlflowClient
+    config: MLflowConnectionConfig
+    _call: Callable[[str], AbstractContextManager[None]]
+    user_code_env: Callable[[], AbstractContextManager[None]]
+
+    def register_model_version(
+        self,
+        model_uri: str,
+        name: str,
+        *,
+        tags: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        timeout: int = 300,
+    ) -> VersionRecord:
+        """
+        Register ``model_uri`` (``runs:/…``, ``models:/m-…``, ``models:/<name>/<version>``) as a new
+        version of ``name`` and wait until it is READY. MLflow's own ``register_model`` resolves
+        the URI; it runs with this connection's URIs and credentials scoped to the call.
+        """
+        import mlflow
+
+        if not model_uri or not isinstance(model_uri, str):
+            raise MLflowInputError(f"model_uri must be a non-empty string, got {model_uri!r}")
+        if not name or not isinstance(name, str):
+            raise MLflowInputError(f"name must be a non-empty string, got {name!r}")
+        clean_tags = validate_tags(tags)
+        with self._call(f"registering {model_uri!r} as model {name!r}"), self.user_code_env():
+            mv = mlflow.register_model(model_uri, name, await_registration_for=timeout, tags=clean_tags)
+        version = str(mv.version)
+        with self._call(f"model {name!r} version {version}"):
+            if description:
+                self.client.update_model_version(name, version, description=description)
+            mv = self.client.get_model_version(name, version)
+        if str(mv.status) != "READY":
+            raise MLflowInputError(
+                f"model {name!r} version {version} is {mv.status} after {timeout}s: {mv.status_message}"
+            )
+        return VersionRecord.from_version(mv)
+
+    def get_model_version(self, name: str, version: str | int) -> VersionRecord:
+        with self._call(f"model {name!r} version {version}"):
+            return VersionRecord.from_version(self.client.get_model_version(name, str(version)))
+
+    def get_version_by_alias(self, name: str, alias: str) -> VersionRecord | None:
+        """The version behind ``alias``, or None when the alias is not set."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client.get_model_version_by_alias(name, alias)
+        except MlflowException as err:
+            # A missing alias is INVALID_PARAMETER_VALUE (not RESOURCE_DOES_NOT_EXIST); a missing
+            # model is RESOURCE_DOES_NOT_EXIST. Both mean "nothing there yet" to a gate.
+            if err.error_code in {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}:
+                return None
+            with self._call(f"model {name!r} alias {alias!r}"):
+                raise
+        return VersionRecord.from_version(mv)
+
+    def get_version_by_stage(self, name: str, stage: str) -> VersionRecord | None:
+        """The newest version in ``stage``, or None."""
+        return next((v for v in self.list_versions(name) if v.current_stage == normalize_stage(stage)), None)
+
+    def list_versions(self, name: str) -> list[VersionRecord]:
+        """Every version of ``name``, newest first (empty when the model does not exist)."""
+        if "'" in name:
+            raise MLflowInputError(f"model name {name!r} cannot be searched: it contains a single quote")
+        with self._call(f"versions of model {name!r}"):
+            found = self.client.search_model_versions(f"name = '{name}'", max_results=10000)
+        return sorted((VersionRecord.from_version(v) for v in found), key=lambda v: -int(v.version))
+
+    def set_version_tags(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
+        with self._call(f"model {name!r} version {version}"):
+            for key, value in validate_tags(tags).items():
+                self.client.set_model_version_tag(name, version, key, value)
+
+    def get_model_tags(self, name: str) -> dict[str, str]:
+        with self._call(f"model {name!r}"):
+            return dict(self.client.get_registered_model(name).tags or {})
+
+    def set_model_tags(self, name: str, tags: Mapping[str, Any]) -> None:
+        with self._call(f"model {name!r}"):
+            for key, value in validate_tags(tags).items():
+                self.client.set_registered_model_tag(name, key, value)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        with self._call(f"model {name!r} alias {alias!r}"):
+            self.client.set_registered_model_alias(name, alias, version)
+
+    def transition_stage(self, name: str, version: str, stage: str, archive_existing: bool = False) -> None:
+        with self._call(f"model {name!r} version {version}"):
+            self.client.transition_model_version_stage(
+                name, version, normalize_stage(stage), archive_existing_versions=archive_existing
+            )
+
+    def version_metrics(self, version: VersionRecord) -> dict[str, float]:
+        """
+        Latest metrics of the version's source run, completed by its MLflow 3 logged model's
+        metrics for names the run does not have.
+        """
+        metrics: dict[str, float] = {}
+        with self._call(f"metrics of model {version.name!r} version {version.version}"):
+            if version.model_id:
+                for metric in self.client.get_logged_model(version.model_id).metrics or ():
+                    metrics[metric.key] = metric.value
+            if version.run_id:
+                metrics.update(self.client.get_run(version.run_id).data.metrics)
+        return metrics
+
+    def model_version_url(self, name: str, version: str) -> str | None:
+        """The version's page in MLflow's UI, when a UI is known."""
+        base = self.config.mlflow_ui_url
+        return f"{base}/#/models/{quote(name, safe='')}/versions/{version}" if base else None
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON for tag values."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
