@@ -20,9 +20,12 @@ def get_provider_info() -> dict:
         "operators": [
             {
                 "integration-name": "MLflow",
-                "python-modules": ["airflow_mlflow.operators.tracking"],
+                "python-modules": ["airflow_mlflow.operators.tracking", "airflow_mlflow.operators.registry"],
             }
         ],
+        "sensors": [{"integration-name": "MLflow", "python-modules": ["airflow_mlflow.sensors.registry"]}],
+        "triggers": [{"integration-name": "MLflow", "python-modules": ["airflow_mlflow.triggers.registry"]}],
+        "asset-uris": [{"schemes": ["mlflow-model"], "handler": "airflow_mlflow.assets.sanitize_uri"}],
         "connection-types": [
             {
                 "connection-type": "mlflow",
@@ -68,6 +71,9 @@ def get_provider_info() -> dict:
                 },
             }
         ],
-        "extra-links": ["airflow_mlflow.links.mlflow.MLflowRunLink"],
+        "extra-links": [
+            "airflow_mlflow.links.mlflow.MLflowRunLink",
+            "airflow_mlflow.links.mlflow.MLflowModelVersionLink",
+        ],
         "task-decorators": [{"class-name": "airflow_mlflow.decorators.mlflow.mlflow_task", "name": "mlflow"}],
     }

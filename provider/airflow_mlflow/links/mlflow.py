@@ -12,6 +12,15 @@ if TYPE_CHECKING:
 
 #: XCom key under which tracked tasks record their run (``TaskRun.to_json()``).
 RUN_XCOM_KEY = "mlflow_run"
+#: XCom key under which registry tasks record ``{name, version, url}``.
+VERSION_XCOM_KEY = "mlflow_model_version"
+
+
+def _xcom_url(ti_key: TaskInstanceKey, key: str, field: str) -> str:
+    from airflow.sdk.execution_time.xcom import XCom
+
+    payload = XCom.get_value(ti_key=ti_key, key=key)
+    return (payload.get(field) or "") if isinstance(payload, dict) else ""
 
 
 class MLflowRunLink(BaseOperatorLink):
@@ -24,9 +33,13 @@ class MLflowRunLink(BaseOperatorLink):
     name = "MLflow Run"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
+        return _xcom_url(ti_key, RUN_XCOM_KEY, "run_url")
 
-        payload = XCom.get_value(ti_key=ti_key, key=RUN_XCOM_KEY)
-        if not isinstance(payload, dict):
-            return ""
-        return payload.get("run_url") or ""
+
+class MLflowModelVersionLink(BaseOperatorLink):
+    """ "MLflow Model Version": the version a registry task or the gate worked on, in MLflow's UI."""
+
+    name = "MLflow Model Version"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        return _xcom_url(ti_key, VERSION_XCOM_KEY, "url")

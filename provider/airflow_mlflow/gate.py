@@ -1,0 +1,248 @@
+"""
+The promotion gate: does a candidate model version beat its thresholds and the baseline?
+
+Thresholds carry MLflow's ``MetricThreshold`` fields and semantics:
+
+* ``threshold``: candidate >= threshold (<= when ``greater_is_better`` is False);
+* ``min_absolute_change``: candidate >= baseline + change (<= baseline - change);
+* ``min_relative_change``: candidate >= baseline + change * |baseline| (<=, minus); with a zero
+  baseline, candidate must beat it by 1e-10.
+
+Without a baseline (the first model) only ``threshold`` applies. A metric the candidate has not
+logged yet makes the verdict ``waiting``; every other outcome is final.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlflow.exceptions import MLflowInputError
+
+if TYPE_CHECKING:
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+    from airflow_mlflow.hooks.registry import VersionRecord
+
+PASSED, REJECTED, WAITING = "passed", "rejected", "waiting"
+_FIELDS = {"threshold", "greater_is_better", "min_absolute_change", "min_relative_change"}
+_ZERO_BASELINE_MARGIN = 1e-10
+BASELINE_STAGES = {"staging": "Staging", "production": "Production", "archived": "Archived"}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    threshold: float | None = None
+    greater_is_better: bool = True
+    min_absolute_change: float | None = None
+    min_relative_change: float | None = None
+
+    @classmethod
+    def parse(cls, metric: str, spec: Any) -> Threshold:
+        """Read one entry of ``thresholds``; errors name the metric, the field and the value."""
+        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+            spec = {"threshold": spec}
+        if not isinstance(spec, Mapping):
+            raise MLflowInputError(
+                f"thresholds[{metric!r}] must be a mapping of MetricThreshold fields, got {spec!r}"
+            )
+        unknown = set(spec) - _FIELDS
+        if unknown:
+            raise MLflowInputError(
+                f"thresholds[{metric!r}] has unknown field(s) {sorted(unknown)}; allowed: {sorted(_FIELDS)}"
+            )
+        gib = spec.get("greater_is_better", True)
+        if not isinstance(gib, bool):
+            raise MLflowInputError(
+                f"thresholds[{metric!r}].greater_is_better must be true or false, got {gib!r}"
+            )
+        values = {}
+        for name in ("threshold", "min_absolute_change", "min_relative_change"):
+            value = spec.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise MLflowInputError(f"thresholds[{metric!r}].{name} must be a number, got {value!r}")
+            values[name] = None if value is None else float(value)
+        absolute, relative = values["min_absolute_change"], values["min_relative_change"]
+        if absolute is not None and absolute <= 0:
+            raise MLflowInputError(
+                f"thresholds[{metric!r}].min_absolute_change must be positive, got {absolute!r}"
+            )
+        if relative is not None and not 0 <= relative <= 1:
+            raise MLflowInputError(
+                f"thresholds[{metric!r}].min_relative_change must be between 0 and 1, got {relative!r}"
+            )
+        if all(v is None for v in values.values()):
+            raise MLflowInputError(
+                f"thresholds[{metric!r}] sets none of threshold, min_absolute_change, min_relative_change"
+            )
+        return cls(greater_is_better=gib, **values)
+
+
+def parse_thresholds(thresholds: Any) -> dict[str, Threshold]:
+    if not isinstance(thresholds, Mapping) or not thresholds:
+        raise MLflowInputError(
+            f"thresholds must be a non-empty mapping of metric name to fields, got {thresholds!r}"
+        )
+    return {str(metric): Threshold.parse(str(metric), spec) for metric, spec in thresholds.items()}
+
+
+@dataclass(frozen=True)
+class MetricCheck:
+    metric: str
+    candidate: float | None
+    baseline: float | None
+    required: str
+    verdict: str  # passed | rejected | waiting
+
+    def line(self) -> str:
+        baseline = "n/a" if self.baseline is None else f"{self.baseline:.6g}"
+        candidate = "missing" if self.candidate is None else f"{self.candidate:.6g}"
+        return (
+            f"{self.metric}: candidate {candidate}, required {self.required}, "
+            f"baseline {baseline} -> {self.verdict}"
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's decision for one candidate, JSON-serialisable for trigger events and tags."""
+
+    model_name: str
+    candidate_version: str | None
+    baseline_version: str | None
+    status: str
+    checks: tuple[MetricCheck, ...] = field(default_factory=tuple)
+    reason: str = ""
+    evaluated_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Verdict:
+        try:
+            checks = tuple(MetricCheck(**c) for c in data["checks"])
+            return cls(**{**data, "checks": checks})
+        except (KeyError, TypeError) as err:
+            raise MLflowInputError(f"malformed gate verdict {data!r}: {err}") from err
+
+    def report(self) -> str:
+        head = (
+            f"Gate for model {self.model_name!r} version {self.candidate_version} "
+            f"against baseline {self.baseline_version or 'none'}: {self.status.upper()}"
+        )
+        lines = [head, *(f"  {c.line()}" for c in self.checks)]
+        if self.reason:
+            lines.append(f"  {self.reason}")
+        return "\n".join(lines)
+
+    def version_tags(self, dag_run: str) -> dict[str, str]:
+        """What the registry keeps on the candidate version, so it shows why."""
+        tags = {
+            "airflow.gate.status": self.status,
+            "airflow.gate.baseline_version": self.baseline_version or "none",
+            "airflow.gate.dag_run": dag_run,
+            "airflow.gate.evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.evaluated_at)),
+        }
+        for check in self.checks:
+            tags[f"airflow.gate.metric.{check.metric}"] = check.line()
+        return tags
+
+
+def _required(t: Threshold, baseline: float | None) -> list[tuple[str, float]]:
+    """The bounds the candidate must reach, as (description, bound)."""
+    op = ">=" if t.greater_is_better else "<="
+    sign = 1 if t.greater_is_better else -1
+    bounds = []
+    if t.threshold is not None:
+        bounds.append((f"{op} {t.threshold:.6g}", t.threshold))
+    if baseline is not None:
+        if t.min_absolute_change is not None:
+            bound = baseline + sign * t.min_absolute_change
+            bounds.append((f"{op} baseline{'+' if sign > 0 else '-'}{t.min_absolute_change:.6g}", bound))
+        if t.min_relative_change is not None:
+            margin = t.min_relative_change * abs(baseline) if baseline != 0 else _ZERO_BASELINE_MARGIN
+            bound = baseline + sign * margin
+            bounds.append(
+                (f"{op} baseline{'+' if sign > 0 else '-'}{t.min_relative_change:.6g}*|baseline|", bound)
+            )
+    return bounds
+
+
+def evaluate(
+    model_name: str,
+    candidate: str | None,
+    candidate_metrics: Mapping[str, float],
+    baseline: str | None,
+    baseline_metrics: Mapping[str, float],
+    thresholds: Mapping[str, Threshold],
+) -> Verdict:
+    """Compare metric by metric; pure, so it is the same in a sensor, a trigger and a test."""
+    checks = []
+    for metric, t in thresholds.items():
+        base = baseline_metrics.get(metric) if baseline else None
+        bounds = _required(t, base)
+        required = " and ".join(desc for desc, _ in bounds) or "nothing (no baseline yet)"
+        value = candidate_metrics.get(metric)
+        if value is None:
+            verdict = WAITING
+        elif all((value >= b) if t.greater_is_better else (value <= b) for _, b in bounds):
+            verdict = PASSED
+        else:
+            verdict = REJECTED
+        checks.append(MetricCheck(metric, value, base, required, verdict))
+    verdicts = {c.verdict for c in checks}
+    status = REJECTED if REJECTED in verdicts else WAITING if WAITING in verdicts else PASSED
+    return Verdict(model_name, candidate, baseline, status, tuple(checks))
+
+
+def resolve_candidate(
+    hook: MLflowHook, model_name: str, version: str | None, alias: str | None, stage: str | None
+) -> VersionRecord | None:
+    if version:
+        return hook.get_model_version(model_name, str(version))
+    if alias:
+        return hook.get_version_by_alias(model_name, alias)
+    return hook.get_version_by_stage(model_name, stage or "Staging")
+
+
+def resolve_baseline(hook: MLflowHook, model_name: str, baseline: str | None) -> VersionRecord | None:
+    """``baseline`` names an alias (``champion``) or a stage (``Production``); None: no baseline."""
+    if not baseline:
+        return None
+    stage = BASELINE_STAGES.get(baseline.lower())
+    if stage:
+        return hook.get_version_by_stage(model_name, stage)
+    return hook.get_version_by_alias(model_name, baseline)
+
+
+def evaluate_gate(
+    hook: MLflowHook,
+    model_name: str,
+    thresholds: Mapping[str, Any],
+    *,
+    version: str | None = None,
+    alias: str | None = None,
+    stage: str | None = None,
+    baseline: str | None = "champion",
+) -> Verdict:
+    """Read the candidate, the baseline and their metrics, and decide. Only reads MLflow."""
+    parsed = parse_thresholds(thresholds)
+    candidate = resolve_candidate(hook, model_name, version, alias, stage)
+    if candidate is None:
+        where = f"alias {alias!r}" if alias else f"stage {stage or 'Staging'!r}"
+        return Verdict(model_name, None, None, WAITING, reason=f"no version behind {where} yet")
+    base = resolve_baseline(hook, model_name, baseline)
+    if base is not None and base.version == candidate.version:
+        base = None  # the candidate is already the baseline: only absolute thresholds mean anything
+    base_metrics = hook.version_metrics(base) if base else {}
+    verdict = evaluate(
+        model_name,
+        candidate.version,
+        hook.version_metrics(candidate),
+        base and base.version,
+        base_metrics,
+        parsed,
+    )
+    return verdict

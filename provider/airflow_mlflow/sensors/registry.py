@@ -1,0 +1,166 @@
+"""The promotion gate as a sensor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from airflow_mlflow.exceptions import MLflowInputError
+from airflow_mlflow.hooks.mlflow import MLflowHook
+from airflow_mlflow.links.mlflow import VERSION_XCOM_KEY, MLflowModelVersionLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_mlflow.gate import Verdict
+
+
+class MLflowMetricThresholdSensor(BaseSensorOperator):
+    """
+    Gate a candidate model version on metric thresholds and on the current champion.
+
+    The candidate is ``version``, else the version behind ``alias``, else behind ``stage``
+    (default ``Staging``). Its metrics are the latest values of its source run, completed by its
+    MLflow 3 logged model's metrics. ``thresholds`` maps each metric to MLflow ``MetricThreshold``
+    fields: ``threshold``, ``greater_is_better`` (default True), ``min_absolute_change``,
+    ``min_relative_change``, with MLflow's semantics; changes are measured against ``baseline``.
+
+    While a metric is missing the sensor waits (pokes, reschedules or defers). When every threshold
+    holds it succeeds; on a definitive miss it fails at once, listing each metric's candidate
+    value, requirement, baseline value and verdict (``soft_fail=True`` skips instead, so a
+    downstream promotion is skipped and the DAG run still succeeds). A timeout never passes. The
+    verdict is written to the candidate version as ``airflow.gate.*`` tags.
+
+    :param model_name: registered model (templated)
+    :param thresholds: metric name to threshold fields (templated)
+    :param version: candidate version (templated)
+    :param alias: candidate alias, e.g. ``challenger`` (templated)
+    :param stage: candidate stage when neither version nor alias is given (default ``Staging``)
+    :param baseline: alias (default ``champion``) or stage (``Production``) of the version to
+        beat, or None for absolute thresholds only
+    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``)
+    :param mlflow_conn_id: the ``mlflow`` connection (templated)
+    """
+
+    template_fields: Sequence[str] = (
+        "model_name",
+        "version",
+        "alias",
+        "stage",
+        "thresholds",
+        "mlflow_conn_id",
+    )
+    template_fields_renderers = {"thresholds": "json"}
+    ui_color = "#fff2cc"
+    operator_extra_links = (MLflowModelVersionLink(),)
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        thresholds: Mapping[str, Any],
+        version: str | int | None = None,
+        alias: str | None = None,
+        stage: str | None = None,
+        baseline: str | None = "champion",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        mlflow_conn_id: str = MLflowHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if version is not None and alias is not None:
+            raise MLflowInputError(f"give version ({version!r}) or alias ({alias!r}), not both")
+        self.model_name = model_name
+        self.thresholds = thresholds
+        self.version = None if version is None else str(version)
+        self.alias = alias
+        self.stage = stage
+        self.baseline = baseline
+        self.deferrable = deferrable
+        self.mlflow_conn_id = mlflow_conn_id
+
+    @cached_property
+    def hook(self) -> MLflowHook:
+        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        done = self.poke(context)  # already decidable? then no deferral at all
+        if done:
+            return done.xcom_value
+        from airflow_mlflow.triggers.registry import MLflowMetricThresholdTrigger
+
+        self.defer(
+            trigger=MLflowMetricThresholdTrigger(
+                model_name=self.model_name,
+                thresholds=self.thresholds,
+                version=self.version,
+                alias=self.alias,
+                stage=self.stage,
+                baseline=self.baseline,
+                mlflow_conn_id=self.mlflow_conn_id,
+                poll_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue | bool:
+        from airflow_mlflow.gate import WAITING, evaluate_gate
+
+        verdict = evaluate_gate(
+            self.hook,
+            self.model_name,
+            self.thresholds,
+            version=self.version,
+            alias=self.alias,
+            stage=self.stage,
+            baseline=self.baseline,
+        )
+        if verdict.status == WAITING:
+            self.log.info("%s", verdict.report())
+            return False
+        return self._conclude(context, verdict)
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
+        from airflow_mlflow.gate import WAITING, Verdict
+
+        if not isinstance(event, Mapping) or event.get("status") not in {"done", "error"}:
+            raise AirflowFailException(f"MLflow gate trigger sent an unexpected event: {event!r}")
+        if event["status"] == "error":
+            raise AirflowFailException(f"MLflow gate trigger failed: {event.get('message')}")
+        verdict = Verdict.from_json(event["verdict"])
+        if verdict.status == WAITING:
+            raise AirflowFailException(f"MLflow gate trigger returned before a decision:\n{verdict.report()}")
+        return self._conclude(context, verdict).xcom_value
+
+    def _conclude(self, context: Context, verdict: Verdict) -> PokeReturnValue:
+        """Record the verdict on the candidate version; pass, or fail (skip) at once."""
+        from airflow_mlflow.gate import PASSED
+        from airflow_mlflow.runs import TaskRunContext
+
+        ctx = TaskRunContext.from_context(context)
+        self.hook.set_version_tags(
+            self.model_name, verdict.candidate_version, verdict.version_tags(f"{ctx.dag_id}/{ctx.run_id}")
+        )
+        context["ti"].xcom_push(
+            key=VERSION_XCOM_KEY,
+            value={
+                "name": self.model_name,
+                "version": verdict.candidate_version,
+                "url": self.hook.model_version_url(self.model_name, verdict.candidate_version),
+            },
+        )
+        report = verdict.report()
+        if verdict.status == PASSED:
+            self.log.info("%s", report)
+            return PokeReturnValue(is_done=True, xcom_value=verdict.to_json())
+        if self.soft_fail:
+            raise AirflowSkipException(report)
+        raise AirflowFailException(report)

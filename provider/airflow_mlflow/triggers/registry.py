@@ -1,0 +1,101 @@
+"""Triggers that wait on the model registry without holding a worker slot."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+class MLflowMetricThresholdTrigger(BaseTrigger):
+    """
+    Polls the promotion gate until the candidate's metrics give a final verdict.
+
+    Reads MLflow with the connection's credentials bound to its own client (the triggerer's
+    environment is never touched), in a thread so the event loop stays free.
+
+    :param model_name: registered model
+    :param thresholds: metric name to ``MetricThreshold`` fields
+    :param version: candidate version; else the version behind ``alias``, else behind ``stage``
+    :param alias: candidate alias
+    :param stage: candidate stage
+    :param baseline: alias or stage of the baseline, or None
+    :param mlflow_conn_id: the ``mlflow`` connection
+    :param poll_interval: seconds between polls
+    """
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        thresholds: Mapping[str, Any],
+        version: str | None = None,
+        alias: str | None = None,
+        stage: str | None = None,
+        baseline: str | None = "champion",
+        mlflow_conn_id: str = "mlflow_default",
+        poll_interval: float = 60.0,
+    ) -> None:
+        super().__init__()
+        self.model_name = model_name
+        self.thresholds = {k: dict(v) if isinstance(v, Mapping) else v for k, v in thresholds.items()}
+        self.version = None if version is None else str(version)
+        self.alias = alias
+        self.stage = stage
+        self.baseline = baseline
+        self.mlflow_conn_id = mlflow_conn_id
+        self.poll_interval = float(poll_interval)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "model_name": self.model_name,
+                "thresholds": self.thresholds,
+                "version": self.version,
+                "alias": self.alias,
+                "stage": self.stage,
+                "baseline": self.baseline,
+                "mlflow_conn_id": self.mlflow_conn_id,
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+    async def _hook(self):
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        from airflow_mlflow.hooks.mlflow import MLflowHook
+
+        try:
+            conn = await MLflowHook.aget_connection(self.mlflow_conn_id)
+        except AirflowNotFoundException:
+            if self.mlflow_conn_id != MLflowHook.default_conn_name:
+                raise
+            conn = None  # the embedded default
+        return MLflowHook.from_connection(conn, self.mlflow_conn_id)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_mlflow.gate import WAITING, evaluate_gate
+
+        try:
+            hook = await self._hook()
+            while True:
+                verdict = await asyncio.to_thread(
+                    evaluate_gate,
+                    hook,
+                    self.model_name,
+                    self.thresholds,
+                    version=self.version,
+                    alias=self.alias,
+                    stage=self.stage,
+                    baseline=self.baseline,
+                )
+                if verdict.status != WAITING:
+                    yield TriggerEvent({"status": "done", "verdict": verdict.to_json()})
+                    return
+                self.log.info("Gate for %s still waiting: %s", self.model_name, verdict.report())
+                await asyncio.sleep(self.poll_interval)
+        except Exception as err:  # a trigger must report, not crash the triggerer's loop
+            yield TriggerEvent({"status": "error", "message": f"{type(err).__name__}: {err}"})

@@ -1,0 +1,163 @@
+"""The model lifecycle as DAGs through ``dag.test()`` on a real SQLite store."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from airflow_mlflow.plugins import listener
+from tests.assertions import xcom_value
+from tests.dags import registry as dags
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+
+def run(dag, **conf):
+    dag_run = dag.test(run_conf=conf or None)
+    listener.drain()
+    return dag_run
+
+
+def states(dag_run) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+
+
+def versions(client, name="gate_model") -> dict[str, object]:
+    return {str(v.version): v for v in client.search_model_versions(f"name = '{name}'")}
+
+
+def champion(client, name="gate_model") -> str:
+    return str(client.get_model_version_by_alias(name, "champion").version)
+
+
+def test_lifecycle_promote_reject_promote_rollback(store):
+    client = store.client
+
+    first = run(dags.gate_lifecycle, accuracy=0.8)
+    assert states(first) == {
+        "train": "success",
+        "register": "success",
+        "gate": "success",
+        "promote": "success",
+    }
+    v = versions(client)
+    assert v["1"].current_stage == "Production" and champion(client) == "1"
+    assert v["1"].tags["airflow.gate.status"] == "passed"
+    assert v["1"].tags["airflow.gate.baseline_version"] == "none"
+    assert v["1"].tags["airflow.dag_id"] == "gate_lifecycle" and v["1"].tags["trained_on"] == "synthetic"
+    assert v["1"].description == f"candidate from {first.run_id}"
+    assert v["1"].source.startswith("models:/m-")
+
+    worse = run(dags.gate_lifecycle, accuracy=0.7, runs_uri=True)
+    assert worse.state == "success"  # a rejection is a normal outcome
+    assert states(worse) == {
+        "train": "success",
+        "register": "success",
+        "gate": "skipped",
+        "promote": "skipped",
+    }
+    v = versions(client)
+    assert v["2"].current_stage == "Staging" and v["1"].current_stage == "Production"
+    assert champion(client) == "1"
+    assert client.get_model_version("gate_model", "2").aliases == ["challenger"]
+    assert v["2"].tags["airflow.gate.status"] == "rejected"
+    assert v["2"].tags["airflow.gate.baseline_version"] == "1"
+    line = v["2"].tags["airflow.gate.metric.accuracy"]
+    assert line == "accuracy: candidate 0.7, required >= 0.6 and >= baseline+0.01, baseline 0.8 -> rejected"
+
+    better = run(dags.gate_lifecycle, accuracy=0.9)
+    assert states(better)["promote"] == "success"
+    v = versions(client)
+    assert champion(client) == "3"
+    assert (v["1"].current_stage, v["2"].current_stage, v["3"].current_stage) == (
+        "Archived",
+        "Staging",
+        "Production",
+    )
+    assert v["3"].tags["airflow.promotion.previous_version"] == "1"
+    assert v["3"].tags["airflow.promotion.gate"] == "passed"
+    assert xcom_value(better, "promote", "return_value") == {
+        "name": "gate_model",
+        "version": "3",
+        "previous_version": "1",
+        "promoted": True,
+    }
+
+    back = run(dags.gate_rollback)
+    assert back.state == "success"
+    v = versions(client)
+    assert champion(client) == "1"
+    assert (v["1"].current_stage, v["3"].current_stage) == ("Production", "Archived")
+    assert "airflow.rollback.at" in v["3"].tags
+    history = client.get_registered_model("gate_model").tags["airflow.champion_history"]
+    assert [(e["action"], e["version"], e["previous"]) for e in __import__("json").loads(history)] == [
+        ("promote", "1", None),
+        ("promote", "3", "1"),
+        ("rollback", "1", "3"),
+    ]
+
+
+def test_promotion_emits_an_asset_event_with_the_versions(store):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    dag_run = run(dags.gate_lifecycle, accuracy=0.8)
+    uri = "mlflow-model://mlflow_default/gate_model/alias/champion"
+    with create_session() as session:
+        events = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == uri, AssetEvent.source_run_id == dag_run.run_id)
+        ).all()
+        extras = [e.extra for e in events]
+    assert extras == [
+        {
+            "name": "gate_model",
+            "version": "1",
+            "previous_version": None,
+            "promoted": True,
+            "run_id": versions(store.client)["1"].run_id,
+        }
+    ]
+    link = xcom_value(dag_run, "promote", "mlflow_model_version")
+    assert link == {"name": "gate_model", "version": "1", "url": None}
+
+
+def test_deferred_gate_waits_for_the_metric_then_promotes(store):
+    client = store.client
+
+    logged_at = []
+
+    def log_metric_when_registered():
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            found = versions(client, "deferred_model")
+            if "1" in found:
+                time.sleep(3)  # the gate sees the metric missing and defers meanwhile
+                logged_at.append(time.time())
+                client.log_metric(found["1"].run_id, "late_accuracy", 0.75)
+                return
+            time.sleep(0.2)
+
+    helper = threading.Thread(target=log_metric_when_registered, daemon=True)
+    helper.start()
+    dag_run = run(dags.gate_deferred)
+    helper.join(timeout=5)
+    assert states(dag_run) == {
+        "train": "success",
+        "register": "success",
+        "gate": "success",
+        "promote": "success",
+    }
+    v = versions(client, "deferred_model")["1"]
+    assert v.tags["airflow.gate.status"] == "passed"
+    assert "late_accuracy: candidate 0.75" in v.tags["airflow.gate.metric.late_accuracy"]
+    # The verdict came after the metric did: the gate waited (deferred) rather than deciding early.
+    evaluated = (
+        time.mktime(time.strptime(v.tags["airflow.gate.evaluated_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    )
+    assert logged_at and evaluated >= int(logged_at[0])
+    assert champion(client, "deferred_model") == "1"
