@@ -1,0 +1,411 @@
+"""A real Airflow 3 deployment for end-to-end tests, started natively (no Docker).
+
+:class:`AirflowStack` owns a fresh PostgreSQL metadata database, a fresh ``AIRFLOW_HOME`` and
+four processes, each in its own process group with its log in ``<workdir>/logs``:
+``airflow scheduler`` (LocalExecutor, so task processes are its children),
+``airflow dag-processor``, ``airflow triggerer`` and ``airflow api-server``. Tests talk to it only
+the way a user would: the REST API v2 with a JWT from the simple auth manager.
+
+MLflow is either the embedded default (no ``mlflow_default`` connection; the store is
+``$AIRFLOW_HOME/mlflow/mlflow.db``) or a real ``mlflow server`` given as ``mlflow_server_url``,
+which becomes ``AIRFLOW_CONN_MLFLOW_DEFAULT`` in every process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from tests.integration._mlflow_servers import _with_database, create_database, drop_database
+
+ROOT = Path(__file__).resolve().parents[2]
+DAGS_FOLDER = ROOT / "tests" / "dags"
+HOST = "127.0.0.1"
+COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+START_TIMEOUT = float(os.environ.get("AMLF_E2E_START_TIMEOUT", "180"))
+ADMIN = "admin"
+
+# Inherited settings that would make the stack read a developer's config instead of ours.
+_SCRUBBED_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "MLFLOW_TRACKING_", "MLFLOW_REGISTRY_")
+_SCRUBBED = {"AIRFLOW_HOME", "AIRFLOW_CONFIG", "AMLF_TEST_AIRFLOW_HOME"}
+TERMINAL_STATES = {"success", "failed"}
+
+
+class StackError(RuntimeError):
+    """A process of the stack exited, or the stack did not become healthy in time."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as err:
+        return f"<cannot read {path}: {err}>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+    """Call ``probe`` until it returns something truthy; raise ``TimeoutError`` naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last: {value!r})")
+        time.sleep(interval)
+
+
+class AirflowStack:
+    """One Airflow deployment: metadata DB, AIRFLOW_HOME, processes, and a REST client.
+
+    Attributes once started: ``home``, ``url`` (the API server), ``port``, ``db_uri``,
+    ``mlflow_server_url`` (None: embedded default), ``env`` (what the processes run with),
+    ``startup_seconds``.
+    """
+
+    def __init__(self, workdir: Path, *, mlflow_server_url: str | None = None) -> None:
+        self.workdir = workdir
+        self.home = workdir / "airflow-home"
+        self.logs = workdir / "logs"
+        self.mlflow_server_url = mlflow_server_url
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.password = secrets.token_urlsafe(12)
+        self.dbname: str | None = None
+        self.db_uri: str | None = None
+        self.env: dict[str, str] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._pgids: set[int] = set()  # kept after stop(), for leftover_pids()
+        self.startup_seconds: float | None = None
+        self._token: str | None = None
+        self._http = requests.Session()
+        self._unpaused: set[str] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _build_env(self) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES) and k not in _SCRUBBED
+        }
+        venv_bin = str(Path(sys.executable).parent)
+        passwords = self.workdir / "simple_auth_passwords.json"
+        passwords.write_text(json.dumps({ADMIN: self.password}))
+        env.update(
+            AIRFLOW_HOME=str(self.home),
+            PATH=os.pathsep.join([venv_bin, env.get("PATH", "")]),
+            PYTHONPATH=os.pathsep.join(p for p in [str(ROOT), env.get("PYTHONPATH", "")] if p),
+            PYTHONUNBUFFERED="1",
+            AIRFLOW__CORE__DAGS_FOLDER=str(DAGS_FOLDER),
+            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+            AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+            # Two cores: a few task processes at a time keep each one's start-up short.
+            AIRFLOW__CORE__PARALLELISM="4",
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=self.db_uri or "",
+            AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+            AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="30",
+            AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
+            AIRFLOW__API__HOST=HOST,
+            AIRFLOW__API__PORT=str(self.port),
+            AIRFLOW__API__BASE_URL=self.url,
+            AIRFLOW__API__SECRET_KEY=secrets.token_hex(16),
+            AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(32),
+            AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{self.url}/execution/",
+            # Off the defaults (8793, 8794): a clash with another deployment on this machine makes
+            # tasks die with "Not Found" from the execution API.
+            AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+            AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
+            AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
+            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{ADMIN}:admin",
+            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords),
+        )
+        if importlib.util.find_spec("asyncpg") is None:
+            # Airflow derives postgresql+asyncpg:// for its async engine and dies at import when
+            # asyncpg is missing (the test extra ships only psycopg2). Nothing this provider
+            # exercises needs that engine (only the dag-run "wait" endpoint, multi-team and the
+            # task state store use it), so switch it off rather than fail.
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = ""
+        if self.mlflow_server_url:
+            parts = urlsplit(self.mlflow_server_url)
+            env["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps(
+                {"conn_type": "mlflow", "host": parts.hostname, "port": parts.port, "schema": parts.scheme}
+            )
+        return env
+
+    def start(self) -> None:
+        """Create DB and home, migrate, and launch the four processes (does not wait for health)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        started = time.monotonic()
+        self.dbname = create_database()
+        self.db_uri = _with_database(
+            os.environ.get("AMLF_TEST_PG_URI", "postgresql://postgres@127.0.0.1:5432/postgres"),
+            self.dbname,
+            driver="psycopg2",  # bare postgresql:// means psycopg 3 to SQLAlchemy 2.1; not installed
+        )
+        self.env = self._build_env()
+        self._started_at = started
+        migrate_log = self.logs / "db-migrate.log"
+        with migrate_log.open("wb") as log:
+            done = subprocess.run(
+                ["airflow", "db", "migrate"],
+                env=self.env,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=START_TIMEOUT,
+            )
+        if done.returncode != 0:
+            raise StackError(f"airflow db migrate failed ({done.returncode}):\n{tail(migrate_log)}")
+        for name in COMPONENTS:
+            self._launch(name)
+
+    def _launch(self, name: str) -> None:
+        cmd = ["airflow", name]
+        if name == "api-server":
+            cmd += ["--port", str(self.port), "--host", HOST]
+        log_path = self.logs / f"{name}.log"
+        with log_path.open("ab") as log:
+            log.write(f"$ {' '.join(cmd)}\n".encode())
+            log.flush()
+            self.procs[name] = subprocess.Popen(
+                cmd,
+                env=self.env,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Own group: stopping it reaches the children too (task processes, gunicorn/uvicorn).
+                start_new_session=True,
+            )
+        self._pgids.add(self.procs[name].pid)
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            resp = self._http.get(f"{self.url}/api/v2/monitor/health", timeout=5)
+        except requests.RequestException:
+            return None
+        return resp.json() if resp.status_code == 200 else None
+
+    def _check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise StackError(f"airflow {name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
+        """Until scheduler, triggerer and dag-processor report healthy through the API server."""
+        deadline = self._started_at + timeout
+        while True:
+            self._check_alive()
+            health = self.health() or {}
+            states = {
+                c: (health.get(c) or {}).get("status") for c in ("scheduler", "triggerer", "dag_processor")
+            }
+            if all(s == "healthy" for s in states.values()):
+                break
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"Airflow not healthy after {timeout:.0f} s: {states}\n"
+                    + "\n".join(f"--- {name}:\n{self.log_tail(name, 30)}" for name in self.procs)
+                )
+            time.sleep(1)
+        self.startup_seconds = time.monotonic() - self._started_at
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM every process group, SIGKILL what is left, drop the metadata database."""
+        try:
+            for proc in self.procs.values():
+                _signal_group(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for proc in self.procs.values():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            for proc in self.procs.values():
+                # Children (task supervisors, API workers) can outlive the leader: sweep the group.
+                _signal_group(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
+        finally:
+            self.procs.clear()
+            self._http.close()
+            if self.dbname is not None:
+                drop_database(self.dbname)
+                self.dbname = None
+
+    def leftover_pids(self) -> list[int]:
+        """Processes still in any of the stack's process groups (empty after a clean stop)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                pgrp = int(stat.rsplit(")", 1)[1].split()[2])
+                if pgrp in self._pgids:
+                    found.append(int(entry.name))
+        return found
+
+    def log_tail(self, name: str, lines: int = 60) -> str:
+        """The last lines of a component's log: ``scheduler``, ``triggerer``, ``db-migrate``, ..."""
+        return tail(self.logs / f"{name}.log", lines)
+
+    # ------------------------------------------------------------------ REST API v2
+
+    def token(self) -> str:
+        if self._token is None:
+            resp = self._http.post(
+                f"{self.url}/auth/token", json={"username": ADMIN, "password": self.password}, timeout=30
+            )
+            if resp.status_code != 201:
+                raise StackError(f"POST /auth/token -> {resp.status_code}: {resp.text[:500]}")
+            self._token = resp.json()["access_token"]
+        return self._token
+
+    def api(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
+        """Call ``/api/v2{path}`` as the admin; the decoded JSON, or StackError on another status."""
+        headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
+        resp = self._http.request(method, f"{self.url}/api/v2{path}", headers=headers, timeout=30, **kwargs)
+        if resp.status_code not in ok:
+            raise StackError(f"{method} /api/v2{path} -> {resp.status_code}: {resp.text[:1000]}")
+        return resp.json() if resp.content else None
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 90) -> dict[str, Any]:
+        """The DAG once the dag-processor has parsed and serialized it."""
+
+        def probe():
+            self._check_alive()
+            body = self.api("GET", f"/dags/{dag_id}", ok=(200, 404))
+            return body if body.get("dag_id") == dag_id else None
+
+        try:
+            return wait_for(f"DAG {dag_id} to be parsed", probe, timeout)
+        except TimeoutError as err:
+            errors = self.api("GET", "/importErrors")
+            raise StackError(f"{err}; import errors: {errors}\n{self.log_tail('dag-processor')}") from err
+
+    def unpause(self, dag_id: str) -> None:
+        if dag_id not in self._unpaused:
+            self.wait_for_dag(dag_id)
+            self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+            self._unpaused.add(dag_id)
+
+    def trigger(
+        self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: str | None = None
+    ) -> str:
+        """Unpause ``dag_id`` and start a manual DAG run; its run id.
+
+        ``logical_date`` is an ISO timestamp, ``"now"``, or None: Airflow 3's default for a
+        manual run, which then has no logical date at all.
+        """
+        self.unpause(dag_id)
+        if logical_date == "now":
+            logical_date = datetime.now(UTC).isoformat()
+        body = self.api(
+            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date, "conf": conf or {}}
+        )
+        return body["dag_run_id"]
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of the run (mapped ones each with their ``map_index``)."""
+        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})[
+            "task_instances"
+        ]
+
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1
+    ) -> str:
+        body = self.api(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            params={"map_index": map_index, "full_content": True},
+            headers={"Accept": "application/json"},
+        )
+        content = body.get("content") if isinstance(body, dict) else body
+        if isinstance(content, list):
+            return "\n".join(
+                line.get("event", json.dumps(line)) if isinstance(line, dict) else str(line)
+                for line in content
+            )
+        return str(content)
+
+    def wait(
+        self,
+        dag_id: str,
+        run_id: str,
+        timeout: float = 180,
+        on_poll: Callable[[list[dict[str, Any]]], None] | None = None,
+        interval: float = 1.0,
+    ) -> str:
+        """Poll until the DAG run ends; its final state. ``on_poll`` sees the task instances each time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_alive()
+            state = self.dag_run(dag_id, run_id)["state"]
+            if on_poll is not None:
+                on_poll(self.task_instances(dag_id, run_id))
+            if state in TERMINAL_STATES:
+                return state
+            if time.monotonic() > deadline:
+                tis = {
+                    (t["task_id"], t["map_index"]): t["state"] for t in self.task_instances(dag_id, run_id)
+                }
+                raise StackError(
+                    f"DAG run {dag_id}/{run_id} still {state} after {timeout:.0f} s; tasks: {tis}\n"
+                    f"--- scheduler:\n{self.log_tail('scheduler', 40)}"
+                )
+            time.sleep(interval)
+
+    def describe_failure(self, dag_id: str, run_id: str) -> str:
+        """Task states and the logs of failed tasks, for assertion messages."""
+        parts = []
+        for ti in self.task_instances(dag_id, run_id):
+            parts.append(f"{ti['task_id']}[{ti['map_index']}]: {ti['state']} (try {ti['try_number']})")
+            if ti["state"] in {"failed", "up_for_retry", "upstream_failed"} and ti["try_number"]:
+                with contextlib.suppress(StackError):
+                    log = self.task_log(dag_id, run_id, ti["task_id"], ti["try_number"], ti["map_index"])
+                    parts.append("\n".join(log.splitlines()[-30:]))
+        return "\n".join(parts)
+
+    # ------------------------------------------------------------------ MLflow
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        if self.mlflow_server_url:
+            return self.mlflow_server_url
+        return f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
+
+    def mlflow_client(self):
+        """An ``MlflowClient`` on the store the stack's ``mlflow_default`` writes to."""
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.mlflow_tracking_uri)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

@@ -1,0 +1,72 @@
+"""End-to-end fixtures: a real Airflow deployment (see ``_airflow.py``).
+
+``airflow_stack`` is session scoped and parametrised by where ``mlflow_default`` points:
+
+* ``embedded``: no connection at all, the provider's embedded SQLite store under the stack's
+  ``AIRFLOW_HOME/mlflow``;
+* ``server``: a real ``mlflow server`` on PostgreSQL (``ServerProcess`` from the integration
+  tier), given to every Airflow process as ``AIRFLOW_CONN_MLFLOW_DEFAULT``.
+
+Only one stack runs at a time: pytest groups the tests by parameter and stops one stack before
+starting the next. ``AMLF_E2E_MLFLOW=embedded`` (or ``server``) keeps a single variant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e._airflow import AirflowStack, StackError
+from tests.integration._mlflow_servers import ServerProcess, ServerStartError, drop_stale_databases
+
+_MODES = ("embedded", "server")
+
+
+def _selected_modes() -> list[str]:
+    wanted = [m.strip() for m in os.environ.get("AMLF_E2E_MLFLOW", ",".join(_MODES)).split(",") if m.strip()]
+    unknown = set(wanted) - set(_MODES)
+    if unknown:
+        raise pytest.UsageError(f"AMLF_E2E_MLFLOW: unknown mode(s) {sorted(unknown)}; use {_MODES}")
+    return wanted
+
+
+@pytest.fixture(scope="session", params=_selected_modes())
+def airflow_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowStack]:
+    """A running Airflow 3 deployment; ``.mlflow_client()`` reads what its tasks tracked."""
+    mode = request.param
+    workdir = tmp_path_factory.mktemp(f"e2e-{mode}")
+    server: ServerProcess | None = None
+    stack: AirflowStack | None = None
+    with contextlib.ExitStack() as cleanup:
+        try:
+            drop_stale_databases()
+            if mode == "server":
+                server = ServerProcess(workdir / "mlflow-server")
+                cleanup.callback(server.stop)
+                server.start()  # boots while Airflow migrates and starts
+                assert server.port is not None
+                stack = AirflowStack(workdir, mlflow_server_url=f"http://127.0.0.1:{server.port}")
+            else:
+                stack = AirflowStack(workdir)
+            cleanup.callback(stack.stop)
+            stack.start()
+            if server is not None:
+                info = server.wait_healthy()
+                if info.url != stack.mlflow_server_url:  # port lost to a race and re-picked
+                    raise StackError(f"mlflow server moved to {info.url} after Airflow was configured")
+            stack.wait_healthy()
+        except (StackError, ServerStartError, TimeoutError) as err:
+            pytest.fail(f"e2e stack ({mode}) did not start: {err}", pytrace=False)
+        print(f"\n[e2e] Airflow stack ({mode}) healthy after {stack.startup_seconds:.1f} s at {stack.url}")
+        yield stack
+        stopping = time.monotonic()
+    # The ExitStack has stopped the stack (and the server) here.
+    print(f"\n[e2e] Airflow stack ({mode}) stopped in {time.monotonic() - stopping:.1f} s")
+    leftovers = stack.leftover_pids()
+    assert not leftovers, f"processes of the {mode} stack survived teardown: {leftovers}"
