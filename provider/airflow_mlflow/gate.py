@@ -8,12 +8,14 @@ Thresholds carry MLflow's ``MetricThreshold`` fields and semantics:
 * ``min_relative_change``: candidate >= baseline + change * |baseline| (<=, minus); with a zero
   baseline, candidate must beat it by 1e-10.
 
-Without a baseline (the first model) only ``threshold`` applies. A metric the candidate has not
+Bounds are inclusive, within float rounding. Without a baseline (the first model) only
+``threshold`` applies. A metric the candidate has not
 logged yet makes the verdict ``waiting``; every other outcome is final.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -170,6 +172,13 @@ def _required(t: Threshold, baseline: float | None) -> list[tuple[str, float]]:
     return bounds
 
 
+def _reaches(value: float, bound: float, greater_is_better: bool) -> bool:
+    """Bounds are inclusive, within float rounding (0.8 + 0.05 is 0.8500000000000001)."""
+    if math.isclose(value, bound, rel_tol=1e-12, abs_tol=1e-12):
+        return True
+    return value >= bound if greater_is_better else value <= bound
+
+
 def evaluate(
     model_name: str,
     candidate: str | None,
@@ -187,7 +196,7 @@ def evaluate(
         value = candidate_metrics.get(metric)
         if value is None:
             verdict = WAITING
-        elif all((value >= b) if t.greater_is_better else (value <= b) for _, b in bounds):
+        elif all(_reaches(value, bound, t.greater_is_better) for _, bound in bounds):
             verdict = PASSED
         else:
             verdict = REJECTED

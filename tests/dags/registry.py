@@ -8,6 +8,7 @@ Registry DAGs the tests run: train -> register (Staging, ``challenger``) -> gate
 * ``gate_deferred`` (model ``deferred_model``): the same with a deferrable gate on the metric
   ``late_accuracy``, which training does NOT log: the gate waits (in the triggerer) until someone
   logs ``late_accuracy`` on the candidate's run (the tests do, from outside).
+* ``gate_rescheduled`` (model ``rescheduled_model``): like ``gate_deferred``, in reschedule mode.
 * ``gate_rollback``: restores the previous ``gate_model`` champion.
 * ``on_gate_model_promotion``: scheduled on ``model_asset("gate_model", alias="champion")``; returns
   the triggering event's extra.
@@ -45,7 +46,9 @@ def _train(metric: str | None) -> str:
     return info.model_uri
 
 
-def gate_dag(dag_id: str, model_name: str, metric: str, *, deferrable: bool, log_metric: bool):
+def gate_dag(
+    dag_id: str, model_name: str, metric: str, *, deferrable: bool, log_metric: bool, mode: str = "poke"
+):
     @dag(
         dag_id=dag_id,
         schedule=None,
@@ -75,6 +78,7 @@ def gate_dag(dag_id: str, model_name: str, metric: str, *, deferrable: bool, log
             baseline="champion",
             soft_fail=True,
             deferrable=deferrable,
+            mode=mode,
             poke_interval=1,
             timeout=120,
         )
@@ -87,6 +91,14 @@ def gate_dag(dag_id: str, model_name: str, metric: str, *, deferrable: bool, log
 gate_lifecycle = gate_dag("gate_lifecycle", "gate_model", "accuracy", deferrable=False, log_metric=True)
 gate_deferred = gate_dag(
     "gate_deferred", "deferred_model", "late_accuracy", deferrable=True, log_metric=False
+)
+gate_rescheduled = gate_dag(
+    "gate_rescheduled",
+    "rescheduled_model",
+    "late_accuracy",
+    deferrable=False,
+    log_metric=False,
+    mode="reschedule",
 )
 
 

@@ -126,17 +126,19 @@ def test_promotion_emits_an_asset_event_with_the_versions(store):
     assert link == {"name": "gate_model", "version": "1", "url": None}
 
 
-def test_deferred_gate_waits_for_the_metric_then_promotes(store):
+@pytest.mark.parametrize(
+    ("dag_name", "model"), [("gate_deferred", "deferred_model"), ("gate_rescheduled", "rescheduled_model")]
+)
+def test_waiting_gate_passes_once_the_metric_appears(store, dag_name, model):
     client = store.client
-
     logged_at = []
 
     def log_metric_when_registered():
         deadline = time.time() + 90
         while time.time() < deadline:
-            found = versions(client, "deferred_model")
+            found = versions(client, model)
             if "1" in found:
-                time.sleep(3)  # the gate sees the metric missing and defers meanwhile
+                time.sleep(3)  # the gate sees the metric missing and waits meanwhile
                 logged_at.append(time.time())
                 client.log_metric(found["1"].run_id, "late_accuracy", 0.75)
                 return
@@ -144,7 +146,7 @@ def test_deferred_gate_waits_for_the_metric_then_promotes(store):
 
     helper = threading.Thread(target=log_metric_when_registered, daemon=True)
     helper.start()
-    dag_run = run(dags.gate_deferred)
+    dag_run = run(getattr(dags, dag_name))
     helper.join(timeout=5)
     assert states(dag_run) == {
         "train": "success",
@@ -152,12 +154,12 @@ def test_deferred_gate_waits_for_the_metric_then_promotes(store):
         "gate": "success",
         "promote": "success",
     }
-    v = versions(client, "deferred_model")["1"]
+    v = versions(client, model)["1"]
     assert v.tags["airflow.gate.status"] == "passed"
     assert "late_accuracy: candidate 0.75" in v.tags["airflow.gate.metric.late_accuracy"]
-    # The verdict came after the metric did: the gate waited (deferred) rather than deciding early.
+    # The verdict came after the metric did: the gate waited rather than deciding early.
     evaluated = (
         time.mktime(time.strptime(v.tags["airflow.gate.evaluated_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
     )
     assert logged_at and evaluated >= int(logged_at[0])
-    assert champion(client, "deferred_model") == "1"
+    assert champion(client, model) == "1"

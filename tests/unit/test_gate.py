@@ -1,0 +1,148 @@
+"""Gate semantics (MLflow's MetricThreshold), parsing errors, and the trigger."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from airflow_mlflow.exceptions import MLflowInputError
+from airflow_mlflow.gate import PASSED, REJECTED, WAITING, Verdict, evaluate, parse_thresholds
+from airflow_mlflow.hooks.mlflow import MLflowHook
+from airflow_mlflow.triggers.registry import MLflowMetricThresholdTrigger
+
+
+def decide(thresholds, candidate, baseline=None):
+    return evaluate(
+        "m",
+        "2",
+        candidate,
+        "1" if baseline is not None else None,
+        baseline or {},
+        parse_thresholds(thresholds),
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "candidate", "baseline", "status"),
+    [
+        ({"threshold": 0.8}, 0.8, None, PASSED),  # >= is inclusive, as in MLflow
+        ({"threshold": 0.8}, 0.79, None, REJECTED),
+        ({"threshold": 0.3, "greater_is_better": False}, 0.3, None, PASSED),
+        ({"threshold": 0.3, "greater_is_better": False}, 0.31, None, REJECTED),
+        ({"min_absolute_change": 0.05}, 0.85, 0.8, PASSED),
+        ({"min_absolute_change": 0.05}, 0.84, 0.8, REJECTED),
+        ({"min_absolute_change": 0.05, "greater_is_better": False}, 0.25, 0.3, PASSED),
+        ({"min_absolute_change": 0.05, "greater_is_better": False}, 0.26, 0.3, REJECTED),
+        ({"min_relative_change": 0.1}, 0.88, 0.8, PASSED),
+        ({"min_relative_change": 0.1}, 0.87, 0.8, REJECTED),
+        ({"min_relative_change": 0.5}, -0.3, -0.6, PASSED),  # |baseline|: right direction below zero
+        ({"min_relative_change": 0.5}, -0.31, -0.6, REJECTED),
+        ({"min_relative_change": 0.1}, 0.0, 0.0, REJECTED),  # zero baseline: must beat it by 1e-10
+        ({"min_relative_change": 0.1}, 1e-9, 0.0, PASSED),
+        ({"min_relative_change": 0.1}, 0.1, None, PASSED),  # first model: relative checks do not apply
+        ({"threshold": 0.5, "min_absolute_change": 0.1}, 0.55, None, PASSED),
+        ({"threshold": 0.5, "min_absolute_change": 0.1}, 0.55, 0.5, REJECTED),
+    ],
+)
+def test_metric_threshold_semantics(spec, candidate, baseline, status):
+    verdict = decide({"acc": spec}, {"acc": candidate}, None if baseline is None else {"acc": baseline})
+    assert verdict.status == status, verdict.report()
+
+
+def test_missing_metric_waits_but_a_definitive_miss_decides_at_once():
+    thresholds = {"acc": {"threshold": 0.5}, "f1": {"threshold": 0.5}}
+    assert decide(thresholds, {"acc": 0.9}).status == WAITING
+    assert decide(thresholds, {"acc": 0.1}).status == REJECTED
+    assert decide(thresholds, {"acc": 0.9, "f1": 0.6}).status == PASSED
+
+
+def test_baseline_without_the_metric_leaves_only_the_absolute_threshold():
+    verdict = decide({"acc": {"threshold": 0.5, "min_absolute_change": 0.1}}, {"acc": 0.6}, {"other": 1.0})
+    assert verdict.status == PASSED
+    assert verdict.checks[0].line() == "acc: candidate 0.6, required >= 0.5, baseline n/a -> passed"
+
+
+def test_report_names_every_metric_with_its_numbers():
+    verdict = decide(
+        {
+            "acc": {"threshold": 0.9},
+            "loss": {"threshold": 0.2, "greater_is_better": False, "min_absolute_change": 0.01},
+        },
+        {"acc": 0.85, "loss": 0.1},
+        {"acc": 0.8, "loss": 0.105},
+    )
+    assert verdict.report().splitlines() == [
+        "Gate for model 'm' version 2 against baseline 1: REJECTED",
+        "  acc: candidate 0.85, required >= 0.9, baseline 0.8 -> rejected",
+        "  loss: candidate 0.1, required <= 0.2 and <= baseline-0.01, baseline 0.105 -> rejected",
+    ]
+    assert Verdict.from_json(verdict.to_json()) == verdict
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "message"),
+    [
+        ({}, "thresholds must be a non-empty mapping"),
+        ({"acc": "high"}, "thresholds['acc'] must be a mapping"),
+        ({"acc": {"treshold": 0.5}}, "unknown field(s) ['treshold']"),
+        ({"acc": {"threshold": "0.5"}}, "thresholds['acc'].threshold must be a number, got '0.5'"),
+        ({"acc": {"threshold": 1, "greater_is_better": "yes"}}, "greater_is_better must be true or false"),
+        ({"acc": {"min_absolute_change": 0}}, "min_absolute_change must be positive, got 0.0"),
+        ({"acc": {"min_relative_change": 1.5}}, "min_relative_change must be between 0 and 1, got 1.5"),
+        ({"acc": {"greater_is_better": True}}, "sets none of threshold, min_absolute_change"),
+    ],
+)
+def test_bad_thresholds_name_the_metric_and_field(thresholds, message):
+    with pytest.raises(MLflowInputError) as err:
+        parse_thresholds(thresholds)
+    assert message in str(err.value)
+
+
+def test_malformed_verdict_is_refused():
+    with pytest.raises(MLflowInputError, match="malformed gate verdict"):
+        Verdict.from_json({"status": "passed"})
+
+
+TRIGGER_KWARGS = {
+    "model_name": "m",
+    "thresholds": {"acc": {"threshold": 0.5}},
+    "version": "1",
+    "alias": None,
+    "stage": None,
+    "baseline": "champion",
+    "mlflow_conn_id": "mlflow_default",
+    "poll_interval": 0.1,
+}
+
+
+def test_trigger_serializes_to_what_it_was_built_from():
+    path, kwargs = MLflowMetricThresholdTrigger(**TRIGGER_KWARGS).serialize()
+    assert path == "airflow_mlflow.triggers.registry.MLflowMetricThresholdTrigger"
+    assert kwargs == TRIGGER_KWARGS
+    assert MLflowMetricThresholdTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+def first_event(trigger):
+    async def go():
+        return await asyncio.wait_for(trigger.run().__anext__(), timeout=30)
+
+    return asyncio.run(go())
+
+
+def test_trigger_yields_one_final_verdict_from_a_real_store(store):
+    hook = MLflowHook()
+    exp = hook.get_or_create_experiment("trigger")
+    run = store.client.create_run(exp)
+    store.client.log_metric(run.info.run_id, "acc", 0.7)
+    store.client.create_registered_model("m")
+    store.client.create_model_version("m", "file:///tmp/model", run_id=run.info.run_id)
+    event = first_event(MLflowMetricThresholdTrigger(**TRIGGER_KWARGS))
+    assert event.payload["status"] == "done"
+    assert Verdict.from_json(event.payload["verdict"]).status == PASSED
+
+
+def test_trigger_reports_errors_as_an_event(store):
+    event = first_event(MLflowMetricThresholdTrigger(**{**TRIGGER_KWARGS, "model_name": "missing"}))
+    assert event.payload["status"] == "error"
+    assert "model 'missing' version 1" in event.payload["message"]

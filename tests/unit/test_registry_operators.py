@@ -1,0 +1,123 @@
+"""Registry operators' refusals and edge cases, on a real SQLite store.
+
+``execute`` gets a minimal stand-in for Airflow's context (a task instance that records XCom);
+MLflow itself is real.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from types import SimpleNamespace
+
+import pytest
+from mlflow.exceptions import MlflowException
+
+from airflow_mlflow.exceptions import MLflowConflictError, MLflowInputError, MLflowProviderError
+from airflow_mlflow.operators.registry import (
+    MLflowPromoteModelOperator,
+    MLflowRegisterModelOperator,
+    MLflowRollbackModelOperator,
+)
+
+
+class RecordingTI:
+    dag_id, run_id, task_id, map_index, try_number = "d", "manual__1", "t", -1, 1
+
+    def __init__(self):
+        self.xcom = {}
+
+    def xcom_push(self, key, value):
+        self.xcom[key] = value
+
+
+def context():
+    return {"ti": RecordingTI(), "logical_date": None, "outlet_events": defaultdict(SimpleNamespace)}
+
+
+@pytest.fixture
+def model(store):
+    """Model ``m`` with versions 1 and 2 (no stage, no alias), each with a source run."""
+    client = store.client
+    exp = client.create_experiment("models", artifact_location=store.artifact_root.as_uri())
+    client.create_registered_model("m")
+    for accuracy in (0.8, 0.9):
+        run = client.create_run(exp)
+        client.log_metric(run.info.run_id, "accuracy", accuracy)
+        client.create_model_version("m", f"file:///tmp/{accuracy}", run_id=run.info.run_id)
+    return client
+
+
+def promote(version, **kwargs):
+    return MLflowPromoteModelOperator(task_id="promote", model_name="m", version=version, **kwargs)
+
+
+def test_rejected_version_is_not_promoted(model):
+    model.set_model_version_tag("m", "2", "airflow.gate.status", "rejected")
+    model.set_model_version_tag("m", "2", "airflow.gate.dag_run", "retrain/r7")
+    with pytest.raises(MLflowConflictError, match=r"version 2 was rejected by the gate \(retrain/r7\)"):
+        promote(2).execute(context())
+    with pytest.raises(MlflowException, match="alias champion not found"):
+        model.get_model_version_by_alias("m", "champion")
+
+
+def test_champion_moved_after_the_gate_fails_naming_both(model):
+    promote(1).execute(context())
+    model.set_model_version_tag("m", "2", "airflow.gate.status", "passed")
+    model.set_model_version_tag("m", "2", "airflow.gate.baseline_version", "none")  # gated before v1 won
+    with pytest.raises(MLflowConflictError) as err:
+        promote(2).execute(context())
+    assert "compared version 2 against no champion, but the champion is now version 1" in str(err.value)
+    assert model.get_model_version_by_alias("m", "champion").version in ("1", 1)
+
+
+def test_alias_only_registry_moves_the_alias_and_no_stage(model):
+    ctx = context()
+    result = promote(2, stage=None).execute(ctx)
+    assert result == {"name": "m", "version": "2", "previous_version": None, "promoted": True}
+    assert str(model.get_model_version_by_alias("m", "champion").version) == "2"
+    assert {str(v.version): v.current_stage for v in model.search_model_versions("name = 'm'")} == {
+        "1": "None",
+        "2": "None",
+    }
+    assert ctx["ti"].xcom["mlflow_model_version"] == {"name": "m", "version": "2", "url": None}
+    event = ctx["outlet_events"][promote(2, stage=None).outlets[0]]
+    assert event.extra["version"] == "2" and event.extra["previous_version"] is None
+
+
+def test_promoting_the_champion_again_is_a_no_op(model):
+    promote(1).execute(context())
+    assert promote(1).execute(context())["promoted"] is False
+
+
+def test_rollback_needs_a_champion_and_a_history(model):
+    with pytest.raises(MLflowConflictError, match="model 'm' has no champion to roll back"):
+        MLflowRollbackModelOperator(task_id="rb", model_name="m").execute(context())
+    promote(1).execute(context())
+    with pytest.raises(MLflowConflictError, match="no earlier champion is recorded for version 1"):
+        MLflowRollbackModelOperator(task_id="rb", model_name="m").execute(context())
+
+
+def test_promote_needs_a_target():
+    with pytest.raises(MLflowInputError, match="give an alias, a stage, or both"):
+        promote(1, stage=None, alias=None)
+
+
+def test_unknown_stage_is_refused():
+    with pytest.raises(
+        MLflowInputError, match="stage 'Prod' is not one of None, Staging, Production, Archived"
+    ):
+        promote(1, stage="Prod")
+
+
+def test_registering_a_missing_run_names_the_uri(store):
+    op = MLflowRegisterModelOperator(task_id="register", model_uri="runs:/0123456789abcdef/model", name="m2")
+    with pytest.raises(MLflowProviderError, match="registering 'runs:/0123456789abcdef/model' as model 'm2'"):
+        op.execute(context())
+
+
+def test_templated_names_do_not_add_an_outlet_but_literal_ones_do():
+    assert promote(1).outlets[0].uri == "mlflow-model://mlflow_default/m/alias/champion"
+    templated = MLflowPromoteModelOperator(task_id="p", model_name="{{ params.m }}", version=1)
+    assert templated.outlets == []
+    register = MLflowRegisterModelOperator(task_id="r", model_uri="runs:/x/model", name="churn")
+    assert register.outlets[0].uri == "mlflow-model://mlflow_default/churn"
