@@ -121,3 +121,27 @@ def test_templated_names_do_not_add_an_outlet_but_literal_ones_do():
     assert templated.outlets == []
     register = MLflowRegisterModelOperator(task_id="r", model_uri="runs:/x/model", name="churn")
     assert register.outlets[0].uri == "mlflow-model://mlflow_default/churn"
+
+
+def test_a_champion_change_is_claimed_once(model, store):
+    """Two tasks that both saw champion v1 race; the claim lets one through, and its retry."""
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+
+    promote(1).execute(context())  # change #0
+    for version in ("2",):
+        model.set_model_version_tag("m", version, "airflow.gate.baseline_version", "1")
+    # Another DAG run already claimed change #1 (and is about to move the champion).
+    assert MLflowHook().claim_name(".airflow-mlflow/champion-changes/m/1", "other_dag/r9/promote") == (
+        "other_dag/r9/promote"
+    )
+    with pytest.raises(
+        MLflowConflictError, match=r"other_dag/r9/promote changed the champion concurrently \(change #1\)"
+    ):
+        promote(2).execute(context())
+    assert str(model.get_model_version_by_alias("m", "champion").version) == "1"
+    # The claim is hidden from the experiment list, and the claimant's own retry goes through.
+    assert not [e for e in model.search_experiments() if e.name.startswith(".airflow-mlflow")]
+    ctx = context()
+    ctx["ti"].dag_id, ctx["ti"].run_id, ctx["ti"].task_id = "other_dag", "r9", "promote"
+    assert promote(2).execute(ctx)["promoted"] is True
+    assert str(model.get_model_version_by_alias("m", "champion").version) == "2"

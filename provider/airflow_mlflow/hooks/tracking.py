@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_ENTITIES_PER_BATCH = 1000
+CLAIM_OWNER_TAG = "airflow.claim.owner"
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,25 @@ class TrackingVerbs:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         return self.client.get_experiment_by_name(name)
+
+    def claim_name(self, name: str, owner: str) -> str:
+        """
+        A write-once claim: whoever creates experiment ``name`` first owns it. Returns the owner,
+        ``owner`` itself when this call won. The experiment is deleted at once: MLflow keeps a
+        deleted experiment's name reserved, so the claim holds and stays out of sight.
+        """
+        from mlflow.exceptions import MlflowException
+
+        with self._call(f"claim {name!r}"):
+            try:
+                experiment_id = self.client.create_experiment(name, tags={CLAIM_OWNER_TAG: owner})
+            except MlflowException as err:
+                if err.error_code not in {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"}:
+                    raise
+                found = self.client.get_experiment_by_name(name)
+                return (found.tags or {}).get(CLAIM_OWNER_TAG, "unknown") if found else "unknown"
+            self.client.delete_experiment(experiment_id)
+        return owner
 
     def find_runs(self, experiment_id: str, tags: Mapping[str, str]) -> list[RunRecord]:
         """Active runs of an experiment whose tags equal ``tags``, oldest first (all pages)."""

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 #: Registered-model tag holding the promotion history (JSON list, newest last).
 HISTORY_TAG = "airflow.champion_history"
 HISTORY_LIMIT = 40
+#: Prefix of the (deleted, hence hidden) experiments that serialise champion changes.
+CLAIM_PREFIX = ".airflow-mlflow/champion-changes"
 
 
 def _is_template(value: Any) -> bool:
@@ -156,7 +158,7 @@ class _ChampionOperator(_RegistryOperator):
         return self.hook.get_version_by_stage(self.name, self.stage)
 
     def _move(self, version: str) -> None:
-        """Point the alias and/or stage at ``version``, then make the stage agree with the winner."""
+        """Point the alias and/or the stage at ``version``."""
         if self.alias:
             self.hook.set_alias(self.name, self.alias, version)
         if self.stage:
@@ -164,8 +166,8 @@ class _ChampionOperator(_RegistryOperator):
 
     def _settle(self) -> VersionRecord | None:
         """
-        After concurrent moves, leave exactly one version in the stage: the one the alias names
-        (the last writer wins the alias, so every promoter agrees on it).
+        Leave exactly one version in the stage: the champion. MLflow archives the others in
+        separate statements, and people move stages by hand; this repairs either.
         """
         champion = self._champion()
         if not (champion and self.stage and self.archive_existing):
@@ -185,10 +187,35 @@ class _ChampionOperator(_RegistryOperator):
             history = []
         return history if isinstance(history, list) else []
 
-    def _append_history(self, entry: dict[str, Any]) -> None:
+    def _begin(self) -> tuple[list[dict[str, Any]], int]:
+        """
+        The history and the number of the next champion change. Read before the champion: a
+        change is recorded in the history only after it moved the champion, so whoever sees the
+        same number also sees the same champion.
+        """
+        history = self._history()
+        seq = int(history[-1].get("seq", len(history) - 1)) + 1 if history else 0
+        return history, seq
+
+    def _claim(self, seq: int, context: Context) -> str:
+        """
+        Compare-and-set: only one task may make champion change number ``seq``. A retry of the
+        same task instance finds its own claim and goes on.
+        """
+        lineage = self._lineage(context)
+        owner = f"{lineage['dag_id']}/{lineage['run_id']}/{lineage['task_id']}"
+        holder = self.hook.claim_name(f"{CLAIM_PREFIX}/{self.name}/{seq}", owner)
+        if holder != owner:
+            raise MLflowConflictError(
+                f"model {self.name!r}: {holder} changed the champion concurrently (change #{seq}); "
+                "this task did not overwrite it. Re-run the gate against the new champion."
+            )
+        return f"{lineage['dag_id']}/{lineage['run_id']}"
+
+    def _append_history(self, history: list[dict[str, Any]], entry: dict[str, Any]) -> None:
         from airflow_mlflow.hooks.registry import dumps
 
-        history = [*self._history(), entry][-HISTORY_LIMIT:]
+        history = [*history, entry][-HISTORY_LIMIT:]
         while len(dumps(history)) > 7900 and len(history) > 1:  # MLflow tag values stop at 8000
             history.pop(0)
         self.hook.set_model_tags(self.name, {HISTORY_TAG: dumps(history)})
@@ -201,8 +228,9 @@ class MLflowPromoteModelOperator(_ChampionOperator):
 
     Compare-and-set: when the version carries a gate verdict, the champion must still be the
     baseline the gate compared against; if it moved since, the task fails naming both versions
-    instead of silently overwriting. Promotions racing on one model leave exactly one champion and
-    one version in the stage; the losers fail. A version the gate rejected is refused.
+    instead of silently overwriting. Each champion change is numbered and claimed once (a
+    write-once MLflow name, see ``MLflowHook.claim_name``), so of promotions racing on one model
+    exactly one moves the champion and the others fail. A version the gate rejected is refused.
 
     The promotion is recorded on the version (``airflow.promotion.*`` tags) and in the model's
     ``airflow.champion_history`` tag, which :class:`MLflowRollbackModelOperator` reads. An event on
@@ -246,6 +274,7 @@ class MLflowPromoteModelOperator(_ChampionOperator):
                 f"model {self.name!r} version {version} was rejected by the gate "
                 f"({candidate.tags.get('airflow.gate.dag_run')}); it will not be promoted"
             )
+        history, seq = self._begin()
         current = self._champion()
         previous = current.version if current else None
         if previous == version:
@@ -259,14 +288,9 @@ class MLflowPromoteModelOperator(_ChampionOperator):
                 f"{'version ' + previous if previous else 'unset'}; re-run the gate before promoting"
             )
 
+        dag_run = self._claim(seq, context)
         self._move(version)
-        winner = self._settle()
-        if winner is None or winner.version != version:
-            raise MLflowConflictError(
-                f"model {self.name!r}: a concurrent promotion made version "
-                f"{winner.version if winner else '?'} the champion while version {version} was being promoted"
-            )
-        lineage = self._lineage(context)
+        self._settle()
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.hook.set_version_tags(
             self.name,
@@ -274,20 +298,12 @@ class MLflowPromoteModelOperator(_ChampionOperator):
             {
                 "airflow.promotion.previous_version": previous or "none",
                 "airflow.promotion.at": at,
-                "airflow.promotion.dag_run": f"{lineage['dag_id']}/{lineage['run_id']}",
+                "airflow.promotion.dag_run": dag_run,
                 "airflow.promotion.gate": gate or "not gated",
             },
         )
-        self._append_history(
-            {
-                "action": "promote",
-                "version": version,
-                "previous": previous,
-                "at": at,
-                "dag_run": f"{lineage['dag_id']}/{lineage['run_id']}",
-                "gate": gate,
-            }
-        )
+        entry = {"seq": seq, "action": "promote", "version": version, "previous": previous, "at": at}
+        self._append_history(history, {**entry, "dag_run": dag_run, "gate": gate})
         result = {"name": self.name, "version": version, "previous_version": previous, "promoted": True}
         self._record(context, self.name, version, {**result, "run_id": candidate.run_id})
         self.log.info("Promoted %s version %s (previous champion: %s)", self.name, version, previous)
@@ -326,11 +342,12 @@ class MLflowRollbackModelOperator(_ChampionOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         self.name = self.model_name
+        history, seq = self._begin()
         current = self._champion()
         if current is None:
             raise MLflowConflictError(f"model {self.name!r} has no champion to roll back")
         promoted = [
-            e for e in self._history() if e.get("action") == "promote" and e.get("version") == current.version
+            e for e in history if e.get("action") == "promote" and e.get("version") == current.version
         ]
         target = promoted[-1].get("previous") if promoted else None
         if not target:
@@ -338,24 +355,16 @@ class MLflowRollbackModelOperator(_ChampionOperator):
                 f"model {self.name!r}: no earlier champion is recorded for version {current.version}; "
                 "nothing to roll back to"
             )
+        dag_run = self._claim(seq, context)
         self._move(target)
         self._settle()
-        lineage = self._lineage(context)
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        dag_run = f"{lineage['dag_id']}/{lineage['run_id']}"
         self.hook.set_version_tags(
             self.name, current.version, {"airflow.rollback.at": at, "airflow.rollback.dag_run": dag_run}
         )
         self.hook.set_version_tags(self.name, target, {"airflow.rollback.restored_at": at})
-        self._append_history(
-            {
-                "action": "rollback",
-                "version": target,
-                "previous": current.version,
-                "at": at,
-                "dag_run": dag_run,
-            }
-        )
+        entry = {"seq": seq, "action": "rollback", "version": target, "previous": current.version, "at": at}
+        self._append_history(history, {**entry, "dag_run": dag_run})
         restored = self.hook.get_model_version(self.name, target)
         result = {"name": self.name, "version": target, "previous_version": current.version}
         self._record(context, self.name, target, {**result, "run_id": restored.run_id})
