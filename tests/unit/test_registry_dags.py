@@ -8,7 +8,7 @@ import time
 import pytest
 
 from airflow_mlflow.plugins import listener
-from tests.assertions import xcom_value
+from tests.assertions import champion, check_lifecycle, states, versions, xcom_value
 from tests.dags import registry as dags
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -20,83 +20,8 @@ def run(dag, **conf):
     return dag_run
 
 
-def states(dag_run) -> dict[str, str]:
-    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
-
-
-def versions(client, name="gate_model") -> dict[str, object]:
-    return {str(v.version): v for v in client.search_model_versions(f"name = '{name}'")}
-
-
-def champion(client, name="gate_model") -> str:
-    return str(client.get_model_version_by_alias(name, "champion").version)
-
-
 def test_lifecycle_promote_reject_promote_rollback(store):
-    client = store.client
-
-    first = run(dags.gate_lifecycle, accuracy=0.8)
-    assert states(first) == {
-        "train": "success",
-        "register": "success",
-        "gate": "success",
-        "promote": "success",
-    }
-    v = versions(client)
-    assert v["1"].current_stage == "Production" and champion(client) == "1"
-    assert v["1"].tags["airflow.gate.status"] == "passed"
-    assert v["1"].tags["airflow.gate.baseline_version"] == "none"
-    assert v["1"].tags["airflow.dag_id"] == "gate_lifecycle" and v["1"].tags["trained_on"] == "synthetic"
-    assert v["1"].description == f"candidate from {first.run_id}"
-    assert v["1"].source.startswith("models:/m-")
-
-    worse = run(dags.gate_lifecycle, accuracy=0.7, runs_uri=True)
-    assert worse.state == "success"  # a rejection is a normal outcome
-    assert states(worse) == {
-        "train": "success",
-        "register": "success",
-        "gate": "skipped",
-        "promote": "skipped",
-    }
-    v = versions(client)
-    assert v["2"].current_stage == "Staging" and v["1"].current_stage == "Production"
-    assert champion(client) == "1"
-    assert client.get_model_version("gate_model", "2").aliases == ["challenger"]
-    assert v["2"].tags["airflow.gate.status"] == "rejected"
-    assert v["2"].tags["airflow.gate.baseline_version"] == "1"
-    line = v["2"].tags["airflow.gate.metric.accuracy"]
-    assert line == "accuracy: candidate 0.7, required >= 0.6 and >= baseline+0.01, baseline 0.8 -> rejected"
-
-    better = run(dags.gate_lifecycle, accuracy=0.9)
-    assert states(better)["promote"] == "success"
-    v = versions(client)
-    assert champion(client) == "3"
-    assert (v["1"].current_stage, v["2"].current_stage, v["3"].current_stage) == (
-        "Archived",
-        "Staging",
-        "Production",
-    )
-    assert v["3"].tags["airflow.promotion.previous_version"] == "1"
-    assert v["3"].tags["airflow.promotion.gate"] == "passed"
-    assert xcom_value(better, "promote", "return_value") == {
-        "name": "gate_model",
-        "version": "3",
-        "previous_version": "1",
-        "promoted": True,
-    }
-
-    back = run(dags.gate_rollback)
-    assert back.state == "success"
-    v = versions(client)
-    assert champion(client) == "1"
-    assert (v["1"].current_stage, v["3"].current_stage) == ("Production", "Archived")
-    assert "airflow.rollback.at" in v["3"].tags
-    history = client.get_registered_model("gate_model").tags["airflow.champion_history"]
-    assert [(e["action"], e["version"], e["previous"]) for e in __import__("json").loads(history)] == [
-        ("promote", "1", None),
-        ("promote", "3", "1"),
-        ("rollback", "1", "3"),
-    ]
+    check_lifecycle(run, store.client)
 
 
 def test_promotion_emits_an_asset_event_with_the_versions(store):
