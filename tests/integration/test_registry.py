@@ -1,0 +1,91 @@
+"""The model lifecycle and racing promotions against a real ``mlflow server`` on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from airflow_mlflow.plugins import listener
+from tests.assertions import check_lifecycle
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("_promote_worker.py")
+
+
+def conn_json(url: str) -> str:
+    host, port = url.removeprefix("http://").split(":")
+    return json.dumps({"conn_type": "mlflow", "host": host, "port": int(port)})
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_lifecycle_against_a_real_server(mlflow_server, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", conn_json(mlflow_server.url))
+
+    def run(dag, **conf):
+        dag_run = dag.test(run_conf=conf or None)
+        listener.drain()
+        return dag_run
+
+    check_lifecycle(run, MlflowClient(mlflow_server.url))
+
+
+def race(url: str, model: str, versions: list[str], go: Path) -> list[dict]:
+    env = {**os.environ, "AIRFLOW_CONN_MLFLOW_DEFAULT": conn_json(url), "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), model, v, str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for v in versions
+    ]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    go.touch()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_racing_promotions_leave_one_champion_and_one_production(mlflow_server, tmp_path, attempt):
+    client = MlflowClient(mlflow_server.url)
+    model = f"race_model_{attempt}"
+    exp = client.create_experiment(f"race_{attempt}")
+    client.create_registered_model(model)
+    for _ in range(3):
+        run = client.create_run(exp)
+        client.create_model_version(model, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    client.transition_model_version_stage(model, "1", "Production")
+    client.set_registered_model_alias(model, "champion", "1")
+    for version in ("2", "3"):  # both passed a gate against champion v1
+        client.set_model_version_tag(model, version, "airflow.gate.status", "passed")
+        client.set_model_version_tag(model, version, "airflow.gate.baseline_version", "1")
+
+    results = race(mlflow_server.url, model, ["2", "3"], tmp_path / "go")
+
+    winners = [r for r in results if r["ok"]]
+    losers = [r for r in results if not r["ok"]]
+    assert len(winners) == 1 and len(losers) == 1, results
+    # The loser either lost the claim, or came after the winner moved and failed compare-and-set.
+    error = losers[0]["error"]
+    assert "changed the champion concurrently" in error or "but the champion is now version" in error, error
+    champion = str(client.get_model_version_by_alias(model, "champion").version)
+    stages = {str(v.version): v.current_stage for v in client.search_model_versions(f"name = '{model}'")}
+    assert champion == winners[0]["version"]
+    assert [v for v, stage in stages.items() if stage == "Production"] == [champion]
+    assert stages["1"] == "Archived"
+    history = json.loads(client.get_registered_model(model).tags["airflow.champion_history"])
+    assert [(e["seq"], e["version"], e["previous"]) for e in history] == [(0, champion, "1")]
