@@ -9,6 +9,7 @@ Registry DAGs the tests run: train -> register (Staging, ``challenger``) -> gate
   ``late_accuracy``, which training does NOT log: the gate waits (in the triggerer) until someone
   logs ``late_accuracy`` on the candidate's run (the tests do, from outside).
 * ``gate_rescheduled`` (model ``rescheduled_model``): like ``gate_deferred``, in reschedule mode.
+* ``gate_timeout`` (model ``timeout_model``): the metric never comes; the gate times out after 3 s.
 * ``gate_rollback``: restores the previous ``gate_model`` champion.
 * ``on_gate_model_promotion``: scheduled on ``model_asset("gate_model", alias="champion")``; returns
   the triggering event's extra.
@@ -47,7 +48,14 @@ def _train(metric: str | None) -> str:
 
 
 def gate_dag(
-    dag_id: str, model_name: str, metric: str, *, deferrable: bool, log_metric: bool, mode: str = "poke"
+    dag_id: str,
+    model_name: str,
+    metric: str,
+    *,
+    deferrable: bool,
+    log_metric: bool,
+    mode: str = "poke",
+    timeout: int = 120,
 ):
     @dag(
         dag_id=dag_id,
@@ -80,7 +88,7 @@ def gate_dag(
             deferrable=deferrable,
             mode=mode,
             poke_interval=1,
-            timeout=120,
+            timeout=timeout,
         )
         promote = MLflowPromoteModelOperator(task_id="promote", model_name=model_name, version=VERSION)
         register >> gate >> promote
@@ -91,6 +99,9 @@ def gate_dag(
 gate_lifecycle = gate_dag("gate_lifecycle", "gate_model", "accuracy", deferrable=False, log_metric=True)
 gate_deferred = gate_dag(
     "gate_deferred", "deferred_model", "late_accuracy", deferrable=True, log_metric=False
+)
+gate_timeout = gate_dag(
+    "gate_timeout", "timeout_model", "late_accuracy", deferrable=False, log_metric=False, timeout=3
 )
 gate_rescheduled = gate_dag(
     "gate_rescheduled",

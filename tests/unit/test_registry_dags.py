@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from mlflow.exceptions import MlflowException
 
 from airflow_mlflow.plugins import listener
 from tests.assertions import champion, check_lifecycle, states, versions, xcom_value
@@ -88,3 +89,18 @@ def test_waiting_gate_passes_once_the_metric_appears(store, dag_name, model):
     )
     assert logged_at and evaluated >= int(logged_at[0])
     assert champion(client, model) == "1"
+
+
+def test_a_timed_out_gate_never_promotes(store):
+    dag_run = run(dags.gate_timeout)
+    assert states(dag_run) == {
+        "train": "success",
+        "register": "success",
+        "gate": "skipped",
+        "promote": "skipped",
+    }
+    (version,) = versions(store.client, "timeout_model").values()
+    assert version.current_stage == "Staging"
+    assert "airflow.gate.status" not in version.tags  # no verdict: it never decided
+    with pytest.raises(MlflowException, match="alias champion not found"):
+        champion(store.client, "timeout_model")

@@ -49,8 +49,15 @@ class VersionRecord:
             current_stage=mv.current_stage,
             aliases=tuple(mv.aliases or ()),
             tags=dict(mv.tags or {}),
-            model_id=getattr(mv, "model_id", None),
+            model_id=getattr(mv, "model_id", None) or _logged_model_id(mv.source),
         )
+
+
+def _logged_model_id(source: str | None) -> str | None:
+    """``m-…`` from a ``models:/m-…`` source (not every store fills ``model_id`` in)."""
+    if source and source.startswith("models:/m-") and "/" not in source.removeprefix("models:/"):
+        return source.removeprefix("models:/")
+    return None
 
 
 def normalize_stage(stage: str) -> str:

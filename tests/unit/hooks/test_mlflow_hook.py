@@ -177,3 +177,15 @@ def test_test_connection_reports_failure_without_secrets(monkeypatch):
     )
     ok, message = MLflowHook(mlflow_conn_id="mlflow_remote").test_connection()
     assert not ok and "hunter2" not in message
+
+
+def test_version_metrics_fall_back_to_the_logged_model(hook, store):
+    """A version registered from an MLflow 3 logged model, with no source run of its own."""
+    client = store.client
+    exp = hook.get_or_create_experiment("logged-models")
+    logged = client.create_logged_model(exp, name="clf")
+    run = client.create_run(exp)
+    client.log_metric(run.info.run_id, "auc", 0.93, model_id=logged.model_id)
+    version = hook.register_model_version(f"models:/{logged.model_id}", "clf")
+    assert version.run_id is None and version.model_id == logged.model_id
+    assert hook.version_metrics(version) == {"auc": 0.93}
