@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
-def dags_test(home: Path, dags_folder: Path, dag_id: str) -> MlflowClient:
+def dags_test(home: Path, dags_folder: Path, dag_id: str, *confs: str) -> MlflowClient:
+    """``airflow dags test`` once per conf (once without one), on a fresh home's embedded store."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
     env.update(
         AIRFLOW_HOME=str(home),
@@ -25,7 +27,8 @@ def dags_test(home: Path, dags_folder: Path, dag_id: str) -> MlflowClient:
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
     )
     env["PYTHONPATH"] = str(ROOT)
-    for args in (["db", "migrate"], ["dags", "test", dag_id]):
+    runs = [["dags", "test", dag_id, *(["-c", conf] if conf else [])] for conf in (confs or [None])]
+    for args in (["db", "migrate"], *runs):
         done = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, cwd=ROOT)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     db = home / "mlflow" / "mlflow.db"
@@ -63,3 +66,27 @@ def test_example_dag_logs_sklearn_models_on_embedded_default(tmp_path):
     assert runs["summary"].data.metrics["best_accuracy"] == pytest.approx(best)
     models = client.search_logged_models([exp])
     assert sorted(m.source_run_id for m in models) == sorted(r.info.run_id for r in trains)
+
+
+@pytest.mark.timeout(900)
+def test_model_lifecycle_via_cli_on_embedded_default(tmp_path):
+    home = tmp_path / "home"
+    confs = ['{"accuracy": 0.8}', '{"accuracy": 0.7}', '{"accuracy": 0.9}']
+    client = dags_test(home, ROOT / "tests" / "dags", "gate_lifecycle", *confs)
+    dags_test(home, ROOT / "tests" / "dags", "gate_rollback")
+    versions = {str(v.version): v for v in client.search_model_versions("name = 'gate_model'")}
+    assert {v: m.current_stage for v, m in versions.items()} == {
+        "1": "Production",
+        "2": "Staging",
+        "3": "Archived",
+    }
+    assert str(client.get_model_version_by_alias("gate_model", "champion").version) == "1"
+    assert [versions[v].tags["airflow.gate.status"] for v in "123"] == ["passed", "rejected", "passed"]
+    assert versions["2"].tags["airflow.gate.metric.accuracy"].endswith("baseline 0.8 -> rejected")
+    assert versions["3"].tags["airflow.promotion.previous_version"] == "1"
+    history = json.loads(client.get_registered_model("gate_model").tags["airflow.champion_history"])
+    assert [(e["seq"], e["action"], e["version"]) for e in history] == [
+        (0, "promote", "1"),
+        (1, "promote", "3"),
+        (2, "rollback", "1"),
+    ]
