@@ -12,7 +12,8 @@ import pytest
 from mlflow import MlflowClient
 
 from airflow_mlflow.plugins import listener
-from tests.assertions import check_lifecycle
+from tests.assertions import check_lifecycle, xcom_value
+from tests.dags import registry as dags
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("_promote_worker.py")
@@ -33,6 +34,11 @@ def test_lifecycle_against_a_real_server(mlflow_server, monkeypatch):
         return dag_run
 
     check_lifecycle(run, MlflowClient(mlflow_server.url))
+    # The gate's and the promotion's "MLflow Model Version" links open the server's UI.
+    best = run(dags.gate_lifecycle, accuracy=0.95)
+    url = f"{mlflow_server.url}/#/models/gate_model/versions/4"
+    assert xcom_value(best, "gate", "_link_MLflowModelVersionLink") == url
+    assert xcom_value(best, "promote", "_link_MLflowModelVersionLink") == url
 
 
 def race(url: str, model: str, versions: list[str], go: Path) -> list[dict]:

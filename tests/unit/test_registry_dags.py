@@ -25,31 +25,42 @@ def test_lifecycle_promote_reject_promote_rollback(store):
     check_lifecycle(run, store.client)
 
 
-def test_promotion_emits_an_asset_event_with_the_versions(store):
+def test_register_and_promote_emit_asset_events_with_the_versions(store):
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     dag_run = run(dags.gate_lifecycle, accuracy=0.8)
-    uri = "mlflow-model://mlflow_default/gate_model/alias/champion"
-    with create_session() as session:
-        events = session.scalars(
-            select(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == uri, AssetEvent.source_run_id == dag_run.run_id)
-        ).all()
-        extras = [e.extra for e in events]
-    assert extras == [
-        {
-            "name": "gate_model",
-            "version": "1",
-            "previous_version": None,
-            "promoted": True,
-            "run_id": versions(store.client)["1"].run_id,
-        }
+    run_id = versions(store.client)["1"].run_id
+
+    def extras(uri):
+        with create_session() as session:
+            query = (
+                select(AssetEvent)
+                .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .where(AssetModel.uri == uri, AssetEvent.source_run_id == dag_run.run_id)
+            )
+            return [e.extra for e in session.scalars(query)]
+
+    promoted = {
+        "name": "gate_model",
+        "version": "1",
+        "previous_version": None,
+        "promoted": True,
+        "run_id": run_id,
+    }
+    assert extras("mlflow-model://mlflow_default/gate_model/alias/champion") == [promoted]
+    registered = extras("mlflow-model://mlflow_default/gate_model")
+    assert [{k: e[k] for k in ("name", "version", "previous_version", "run_id")} for e in registered] == [
+        {"name": "gate_model", "version": "1", "previous_version": None, "run_id": run_id}
     ]
-    link = xcom_value(dag_run, "promote", "mlflow_model_version")
-    assert link == {"name": "gate_model", "version": "1", "url": None}
+    # The "MLflow Model Version" link payload; a SQLite store has no UI, so the link is empty.
+    assert xcom_value(dag_run, "promote", "mlflow_model_version") == {
+        "name": "gate_model",
+        "version": "1",
+        "url": None,
+    }
+    assert xcom_value(dag_run, "gate", "_link_MLflowModelVersionLink") == ""
 
 
 @pytest.mark.parametrize(
