@@ -228,9 +228,9 @@ def resolve_baseline(hook: MLflowHook, model_name: str, baseline: str | None) ->
 
 def evaluate_gate(
     hook: MLflowHook,
+    *,
     model_name: str,
     thresholds: Mapping[str, Any],
-    *,
     version: str | None = None,
     alias: str | None = None,
     stage: str | None = None,

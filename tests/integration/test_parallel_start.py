@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,52 +10,20 @@ from mlflow import MlflowClient
 
 from airflow_mlflow.hooks.mlflow import MLflowHook
 from airflow_mlflow.runs import finalize_dag_run
+from tests.integration._workers import conn_json, start_together
 
 WORKERS = 8
 WORKER = Path(__file__).with_name("_race_worker.py")
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def start_together(url: str, run_id: str, go: Path) -> list[dict]:
-    host, port = url.removeprefix("http://").split(":")
-    env = {
-        **os.environ,
-        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps({"conn_type": "mlflow", "host": host, "port": int(port)}),
-        "PYTHONPATH": str(ROOT),
-    }
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), run_id, f"task_{i}", str(go)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=ROOT,
-        )
-        for i in range(WORKERS)
-    ]
-    for proc in procs:  # every worker has imported everything and built its client
-        line = proc.stdout.readline()
-        assert line.strip() == "ready", proc.stderr.read()
-    go.touch()
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return results
 
 
 @pytest.mark.parametrize("attempt", range(3))
 def test_simultaneous_tasks_leave_exactly_one_parent(mlflow_server, monkeypatch, tmp_path, attempt):
     run_id = f"race__{attempt}__{time.time_ns()}"
-    results = start_together(mlflow_server.url, run_id, tmp_path / "go")
+    args = [[run_id, f"task_{i}"] for i in range(WORKERS)]
+    results = start_together(WORKER, args, mlflow_server.url, tmp_path / "go")
     assert len({r["run"] for r in results}) == WORKERS
 
-    host, port = mlflow_server.url.removeprefix("http://").split(":")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": host, "port": int(port)})
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", conn_json(mlflow_server.url))
     report = finalize_dag_run(MLflowHook(), "race_example", "race_example", run_id, succeeded=True)
     print(f"parent candidates merged at DAG-run end: {len(report['merged'])}")
 

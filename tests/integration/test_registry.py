@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,14 +11,9 @@ from mlflow import MlflowClient
 from airflow_mlflow.plugins import listener
 from tests.assertions import check_lifecycle, xcom_value
 from tests.dags import registry as dags
+from tests.integration._workers import conn_json, start_together
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("_promote_worker.py")
-
-
-def conn_json(url: str) -> str:
-    host, port = url.removeprefix("http://").split(":")
-    return json.dumps({"conn_type": "mlflow", "host": host, "port": int(port)})
 
 
 @pytest.mark.usefixtures("airflow_db")
@@ -41,30 +33,6 @@ def test_lifecycle_against_a_real_server(mlflow_server, monkeypatch):
     assert xcom_value(best, "promote", "_link_MLflowModelVersionLink") == url
 
 
-def race(url: str, model: str, versions: list[str], go: Path) -> list[dict]:
-    env = {**os.environ, "AIRFLOW_CONN_MLFLOW_DEFAULT": conn_json(url), "PYTHONPATH": str(ROOT)}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), model, v, str(go)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=ROOT,
-        )
-        for v in versions
-    ]
-    for proc in procs:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-    go.touch()
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return results
-
-
 @pytest.mark.parametrize("attempt", range(3))
 def test_racing_promotions_leave_one_champion_and_one_production(mlflow_server, tmp_path, attempt):
     client = MlflowClient(mlflow_server.url)
@@ -80,7 +48,7 @@ def test_racing_promotions_leave_one_champion_and_one_production(mlflow_server, 
         client.set_model_version_tag(model, version, "airflow.gate.status", "passed")
         client.set_model_version_tag(model, version, "airflow.gate.baseline_version", "1")
 
-    results = race(mlflow_server.url, model, ["2", "3"], tmp_path / "go")
+    results = start_together(WORKER, [[model, "2"], [model, "3"]], mlflow_server.url, tmp_path / "go")
 
     winners = [r for r in results if r["ok"]]
     losers = [r for r in results if not r["ok"]]

@@ -98,31 +98,27 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
 
         self.defer(
             trigger=MLflowMetricThresholdTrigger(
-                model_name=self.model_name,
-                thresholds=self.thresholds,
-                version=self.version,
-                alias=self.alias,
-                stage=self.stage,
-                baseline=self.baseline,
-                mlflow_conn_id=self.mlflow_conn_id,
-                poll_interval=self.poke_interval,
+                **self._gate(), mlflow_conn_id=self.mlflow_conn_id, poll_interval=self.poke_interval
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
 
+    def _gate(self) -> dict[str, Any]:
+        """What the gate decides on: the same for a poke here and for the trigger."""
+        return {
+            "model_name": self.model_name,
+            "thresholds": self.thresholds,
+            "version": self.version,
+            "alias": self.alias,
+            "stage": self.stage,
+            "baseline": self.baseline,
+        }
+
     def poke(self, context: Context) -> PokeReturnValue | bool:
         from airflow_mlflow.gate import WAITING, evaluate_gate
 
-        verdict = evaluate_gate(
-            self.hook,
-            self.model_name,
-            self.thresholds,
-            version=self.version,
-            alias=self.alias,
-            stage=self.stage,
-            baseline=self.baseline,
-        )
+        verdict = evaluate_gate(self.hook, **self._gate())
         if verdict.status == WAITING:
             self.log.info("%s", verdict.report())
             return False

@@ -48,19 +48,20 @@ class MLflowMetricThresholdTrigger(BaseTrigger):
         self.mlflow_conn_id = mlflow_conn_id
         self.poll_interval = float(poll_interval)
 
+    def _gate(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "thresholds": self.thresholds,
+            "version": self.version,
+            "alias": self.alias,
+            "stage": self.stage,
+            "baseline": self.baseline,
+        }
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "model_name": self.model_name,
-                "thresholds": self.thresholds,
-                "version": self.version,
-                "alias": self.alias,
-                "stage": self.stage,
-                "baseline": self.baseline,
-                "mlflow_conn_id": self.mlflow_conn_id,
-                "poll_interval": self.poll_interval,
-            },
+            {**self._gate(), "mlflow_conn_id": self.mlflow_conn_id, "poll_interval": self.poll_interval},
         )
 
     async def _hook(self):
@@ -82,16 +83,7 @@ class MLflowMetricThresholdTrigger(BaseTrigger):
         try:
             hook = await self._hook()
             while True:
-                verdict = await asyncio.to_thread(
-                    evaluate_gate,
-                    hook,
-                    self.model_name,
-                    self.thresholds,
-                    version=self.version,
-                    alias=self.alias,
-                    stage=self.stage,
-                    baseline=self.baseline,
-                )
+                verdict = await asyncio.to_thread(lambda: evaluate_gate(hook, **self._gate()))
                 if verdict.status != WAITING:
                     yield TriggerEvent({"status": "done", "verdict": verdict.to_json()})
                     return
