@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tests.integration._mlflow_servers import _with_database, create_database, drop_database
+from tests.integration._mlflow_servers import PG_ADMIN_URI, _with_database, create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = ROOT / "tests" / "dags"
@@ -98,6 +98,7 @@ class AirflowStack:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._pgids: set[int] = set()  # kept after stop(), for leftover_pids()
         self.startup_seconds: float | None = None
+        self._started_at = time.monotonic()
         self._token: str | None = None
         self._http = requests.Session()
         self._unpaused: set[str] = set()
@@ -128,7 +129,7 @@ class AirflowStack:
             AIRFLOW__API__HOST=HOST,
             AIRFLOW__API__PORT=str(self.port),
             AIRFLOW__API__BASE_URL=self.url,
-            AIRFLOW__API__SECRET_KEY=secrets.token_hex(16),
+            AIRFLOW__API__SECRET_KEY=secrets.token_hex(32),
             AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(32),
             AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{self.url}/execution/",
             # Off the defaults (8793, 8794): a clash with another deployment on this machine makes
@@ -157,15 +158,11 @@ class AirflowStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(exist_ok=True)
         self.logs.mkdir(exist_ok=True)
-        started = time.monotonic()
+        self._started_at = time.monotonic()
         self.dbname = create_database()
-        self.db_uri = _with_database(
-            os.environ.get("AMLF_TEST_PG_URI", "postgresql://postgres@127.0.0.1:5432/postgres"),
-            self.dbname,
-            driver="psycopg2",  # bare postgresql:// means psycopg 3 to SQLAlchemy 2.1; not installed
-        )
+        # Bare postgresql:// means psycopg 3 to SQLAlchemy 2.1, which is not installed.
+        self.db_uri = _with_database(PG_ADMIN_URI, self.dbname, driver="psycopg2")
         self.env = self._build_env()
-        self._started_at = started
         migrate_log = self.logs / "db-migrate.log"
         with migrate_log.open("wb") as log:
             done = subprocess.run(
@@ -270,6 +267,10 @@ class AirflowStack:
     def log_tail(self, name: str, lines: int = 60) -> str:
         """The last lines of a component's log: ``scheduler``, ``triggerer``, ``db-migrate``, ..."""
         return tail(self.logs / f"{name}.log", lines)
+
+    def log_text(self, name: str) -> str:
+        """A component's whole log so far."""
+        return (self.logs / f"{name}.log").read_text(errors="replace")
 
     # ------------------------------------------------------------------ REST API v2
 
@@ -399,10 +400,18 @@ class AirflowStack:
             return self.mlflow_server_url
         return f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
 
-    def mlflow_client(self):
-        """An ``MlflowClient`` on the store the stack's ``mlflow_default`` writes to."""
+    def mlflow_client(self, timeout: float = 30):
+        """An ``MlflowClient`` on the store the stack's ``mlflow_default`` writes to.
+
+        For the embedded store, call it once a tracked task has run: MlflowClient creates and
+        migrates a SQLite store it opens, and doing that from here would race the provider's
+        own locked initialisation in the task processes. So wait for the provider's marker.
+        """
         from mlflow import MlflowClient
 
+        if not self.mlflow_server_url:
+            marker = self.home / "mlflow" / "mlflow.ready"
+            wait_for(f"the provider to create the embedded store ({marker})", marker.exists, timeout, 0.2)
         return MlflowClient(self.mlflow_tracking_uri)
 
 

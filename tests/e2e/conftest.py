@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +36,27 @@ def _selected_modes() -> list[str]:
     return wanted
 
 
+def _start(mode: str, workdir: Path, cleanup: contextlib.ExitStack) -> AirflowStack:
+    drop_stale_databases()  # left by SIGKILLed sessions (ours and the integration tier's)
+    server: ServerProcess | None = None
+    if mode == "server":
+        server = ServerProcess(workdir / "mlflow-server")
+        cleanup.callback(server.stop)
+        server.start()  # boots while Airflow migrates and starts
+        assert server.port is not None
+        stack = AirflowStack(workdir, mlflow_server_url=f"http://127.0.0.1:{server.port}")
+    else:
+        stack = AirflowStack(workdir)
+    cleanup.callback(stack.stop)
+    stack.start()
+    if server is not None:
+        info = server.wait_healthy()
+        if info.url != stack.mlflow_server_url:  # its port was taken meanwhile and it re-picked one
+            raise StackError(f"mlflow server moved to {info.url} after Airflow was configured")
+    stack.wait_healthy()
+    return stack
+
+
 @pytest.fixture(scope="session", params=_selected_modes())
 def airflow_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -41,32 +64,21 @@ def airflow_stack(
     """A running Airflow 3 deployment; ``.mlflow_client()`` reads what its tasks tracked."""
     mode = request.param
     workdir = tmp_path_factory.mktemp(f"e2e-{mode}")
-    server: ServerProcess | None = None
-    stack: AirflowStack | None = None
     with contextlib.ExitStack() as cleanup:
         try:
-            drop_stale_databases()
-            if mode == "server":
-                server = ServerProcess(workdir / "mlflow-server")
-                cleanup.callback(server.stop)
-                server.start()  # boots while Airflow migrates and starts
-                assert server.port is not None
-                stack = AirflowStack(workdir, mlflow_server_url=f"http://127.0.0.1:{server.port}")
-            else:
-                stack = AirflowStack(workdir)
-            cleanup.callback(stack.stop)
-            stack.start()
-            if server is not None:
-                info = server.wait_healthy()
-                if info.url != stack.mlflow_server_url:  # port lost to a race and re-picked
-                    raise StackError(f"mlflow server moved to {info.url} after Airflow was configured")
-            stack.wait_healthy()
-        except (StackError, ServerStartError, TimeoutError) as err:
-            pytest.fail(f"e2e stack ({mode}) did not start: {err}", pytrace=False)
-        print(f"\n[e2e] Airflow stack ({mode}) healthy after {stack.startup_seconds:.1f} s at {stack.url}")
-        yield stack
-        stopping = time.monotonic()
-    # The ExitStack has stopped the stack (and the server) here.
+            stack = _start(mode, workdir, cleanup)
+        except (StackError, ServerStartError, TimeoutError, subprocess.TimeoutExpired) as err:
+            failure = f"e2e stack ({mode}) did not start: {err}"
+        else:
+            failure = None
+            print(
+                f"\n[e2e] Airflow stack ({mode}) healthy after {stack.startup_seconds:.1f} s at {stack.url}"
+            )
+            yield stack
+            stopping = time.monotonic()
+    # The ExitStack has stopped the stack (and the server) here, started or not.
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
     print(f"\n[e2e] Airflow stack ({mode}) stopped in {time.monotonic() - stopping:.1f} s")
     leftovers = stack.leftover_pids()
     assert not leftovers, f"processes of the {mode} stack survived teardown: {leftovers}"

@@ -52,7 +52,11 @@ def test_tracked_and_failing_dags_through_the_rest_api(airflow_stack):
         lambda: parent_status(client, tracked.dag_id, tracked.run_id),
         FINALIZE_TIMEOUT,
     )
-    assert_tracked_dag(client, tracked)  # parent FINISHED: the listener ran in the scheduler
+    assert_tracked_dag(client, tracked)  # includes: parent FINISHED
+    # ... and it was the provider's listener, inside the scheduler process, that finished it.
+    # (Logged just after the parent is closed, so it may trail the status by a moment.)
+    finalized = f"MLflow: finalized DAG run {tracked.dag_id}/{tracked.run_id}"
+    wait_for("the listener's log line", lambda: finalized in airflow_stack.log_text("scheduler"), 10, 0.2)
 
     assert (
         wait_for(
