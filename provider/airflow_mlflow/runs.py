@@ -92,32 +92,39 @@ class TaskRunContext:
     def run_name(self) -> str:
         return self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
 
+    def _dated(self, tags: dict[str, str]) -> dict[str, str]:
+        """Runs triggered without a logical date (Airflow 3's default for API runs) carry no such tag."""
+        return {**tags, "airflow.logical_date": self.logical_date} if self.logical_date else tags
+
     def parent_tags(self) -> dict[str, str]:
-        return {
-            ROLE: "dag_run",
-            DAG_RUN_KEY: self.dag_run_key,
-            "airflow.dag_id": self.dag_id,
-            "airflow.run_id": self.run_id,
-            "airflow.logical_date": self.logical_date or "",
-            "airflow.url": self.dag_run_url,
-            NOTE: f"Airflow DAG run [{self.dag_id} / {self.run_id}]({self.dag_run_url})",
-        }
+        return self._dated(
+            {
+                ROLE: "dag_run",
+                DAG_RUN_KEY: self.dag_run_key,
+                "airflow.dag_id": self.dag_id,
+                "airflow.run_id": self.run_id,
+                "airflow.url": self.dag_run_url,
+                NOTE: f"Airflow DAG run [{self.dag_id} / {self.run_id}]({self.dag_run_url})",
+            }
+        )
 
     def task_tags(self) -> dict[str, str]:
-        return {
-            ROLE: "task",
-            DAG_RUN_KEY: self.dag_run_key,
-            TI_KEY: self.ti_key,
-            "airflow.dag_id": self.dag_id,
-            "airflow.run_id": self.run_id,
-            "airflow.task_id": self.task_id,
-            "airflow.map_index": str(self.map_index),
-            "airflow.try_number": str(self.try_number),
-            "airflow.logical_date": self.logical_date or "",
-            "airflow.url": self.task_url,
-            f"airflow.try.{self.try_number}.state": "running",
-            NOTE: f"Airflow task instance [{self.dag_id} / {self.run_id} / {self.run_name}]({self.task_url})",
-        }
+        return self._dated(
+            {
+                ROLE: "task",
+                DAG_RUN_KEY: self.dag_run_key,
+                TI_KEY: self.ti_key,
+                "airflow.dag_id": self.dag_id,
+                "airflow.run_id": self.run_id,
+                "airflow.task_id": self.task_id,
+                "airflow.map_index": str(self.map_index),
+                "airflow.try_number": str(self.try_number),
+                "airflow.url": self.task_url,
+                f"airflow.try.{self.try_number}.state": "running",
+                NOTE: f"Airflow task instance [{self.dag_id} / {self.run_id} / {self.run_name}]"
+                f"({self.task_url})",
+            }
+        )
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 from airflow.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator
+    from airflow.sdk import BaseOperator, Context
     from airflow.sdk.types import TaskInstanceKey
+
+    from airflow_mlflow.hooks.mlflow import MLflowHook
 
 #: XCom key under which tracked tasks record their run (``TaskRun.to_json()``).
 RUN_XCOM_KEY = "mlflow_run"
@@ -43,3 +45,12 @@ class MLflowModelVersionLink(BaseOperatorLink):
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         return _xcom_url(ti_key, VERSION_XCOM_KEY, "url")
+
+
+def push_version_link(context: Context, hook: MLflowHook, name: str, version: str | None) -> None:
+    """
+    The "MLflow Model Version" link payload. Pushed early too (without a version): Airflow
+    computes links whenever the task stops, deferrals and failures included.
+    """
+    url = hook.model_version_url(name, version) if version else None
+    context["ti"].xcom_push(key=VERSION_XCOM_KEY, value={"name": name, "version": version, "url": url})

@@ -11,7 +11,7 @@ from airflow_mlflow.assets import model_asset
 from airflow_mlflow.exceptions import MLflowConflictError, MLflowInputError
 from airflow_mlflow.hooks.mlflow import MLflowHook
 from airflow_mlflow.hooks.registry import normalize_stage
-from airflow_mlflow.links.mlflow import VERSION_XCOM_KEY, MLflowModelVersionLink
+from airflow_mlflow.links.mlflow import MLflowModelVersionLink, push_version_link
 from airflow_mlflow.operators.base import MLflowBaseOperator
 
 if TYPE_CHECKING:
@@ -54,8 +54,7 @@ class _RegistryOperator(MLflowBaseOperator):
 
     def _record(self, context: Context, name: str, version: str, extra: dict[str, Any]) -> None:
         """Push the link payload and the asset event extra."""
-        url = self.hook.model_version_url(name, version)
-        context["ti"].xcom_push(key=VERSION_XCOM_KEY, value={"name": name, "version": version, "url": url})
+        push_version_link(context, self.hook, name, version)
         asset = self._asset()
         if asset in (self.outlets or []):
             context["outlet_events"][asset].extra = extra
@@ -109,6 +108,7 @@ class MLflowRegisterModelOperator(_RegistryOperator):
         return model_asset(self.name, mlflow_conn_id=self.mlflow_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        push_version_link(context, self.hook, self.name, None)
         lineage = {f"airflow.{k}": v for k, v in self._lineage(context).items()}
         previous = self.hook.list_versions(self.name)
         mv = self.hook.register_model_version(
@@ -267,6 +267,7 @@ class MLflowPromoteModelOperator(_ChampionOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         self.name = self.model_name
         version = str(self.version)
+        push_version_link(context, self.hook, self.name, version)
         candidate = self.hook.get_model_version(self.name, version)
         gate = candidate.tags.get("airflow.gate.status")
         if gate == "rejected":
@@ -342,6 +343,7 @@ class MLflowRollbackModelOperator(_ChampionOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         self.name = self.model_name
+        push_version_link(context, self.hook, self.name, None)
         history, seq = self._begin()
         current = self._champion()
         if current is None:

@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.hooks.mlflow import MLflowHook
-from airflow_mlflow.links.mlflow import VERSION_XCOM_KEY, MLflowModelVersionLink
+from airflow_mlflow.links.mlflow import MLflowModelVersionLink, push_version_link
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -89,6 +89,7 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
         return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def execute(self, context: Context) -> Any:
+        push_version_link(context, self.hook, self.model_name, self.version)
         if not self.deferrable:
             return super().execute(context)
         done = self.poke(context)  # already decidable? then no deferral at all
@@ -145,14 +146,7 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
         self.hook.set_version_tags(
             self.model_name, verdict.candidate_version, verdict.version_tags(f"{ctx.dag_id}/{ctx.run_id}")
         )
-        context["ti"].xcom_push(
-            key=VERSION_XCOM_KEY,
-            value={
-                "name": self.model_name,
-                "version": verdict.candidate_version,
-                "url": self.hook.model_version_url(self.model_name, verdict.candidate_version),
-            },
-        )
+        push_version_link(context, self.hook, self.model_name, verdict.candidate_version)
         report = verdict.report()
         if verdict.status == PASSED:
             self.log.info("%s", report)
