@@ -9,7 +9,7 @@ PYTEST = $(PY) -m pytest -p no:cacheprovider -q -rs $(PYTEST_ARGS)
 # Reinstalled when the dependency list changes; `make venv` is a no-op otherwise.
 STAMP = $(VENV)/.installed
 
-.PHONY: help venv test test-unit test-integration test-e2e demo lint clean
+.PHONY: help venv test test-unit test-integration test-e2e demo airflow mlflow-ui lint clean
 
 help:
 	@echo "make venv              create $(VENV) and pip install -e '.[test]'"
@@ -17,7 +17,9 @@ help:
 	@echo "make test-unit         -m unit         (SQLite MLflow store, no services)"
 	@echo "make test-integration  -m integration  (real mlflow server on PostgreSQL)"
 	@echo "make test-e2e          -m e2e          (real Airflow processes)"
-	@echo "make demo              run dags_examples/demo.py"
+	@echo "make demo              the retraining pipeline on the embedded MLflow store, with a summary"
+	@echo "make airflow           Airflow (standalone) on the demo's home and store: UI on :8080"
+	@echo "make mlflow-ui         MLflow's UI on the demo's embedded store: :5000"
 	@echo "make lint              ruff check, if ruff is installed"
 	@echo "make clean             remove build and test leftovers (keeps $(VENV))"
 	@echo "Extra pytest options: make test PYTEST_ARGS='-x -k tracking'"
@@ -57,6 +59,15 @@ test-e2e: venv
 
 demo: venv
 	$(PY) dags_examples/demo.py
+
+DEMO_HOME = $(CURDIR)/.airflow
+
+airflow: venv
+	AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags_examples \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/airflow standalone
+
+mlflow-ui: venv
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(DEMO_HOME)/mlflow/mlflow.db --port 5000
 
 lint:
 	@if [ -x $(VENV)/bin/ruff ]; then \

@@ -34,7 +34,7 @@ def score_batch():
 
         events = get_current_context()["triggering_asset_events"]
         promoted = [dict(e.extra) for per_asset in events.values() for e in per_asset]
-        version = promoted[-1].get("version") if promoted else None
+        version = str(mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion").version)
 
         model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
         batch = load_breast_cancer(as_frame=True).data.sample(n=200, random_state=7).reset_index(drop=True)
@@ -43,7 +43,9 @@ def score_batch():
             "rows_scored": float(len(predictions)),
             "positive_rate": float(predictions["prediction"].mean()),
         }
-        mlflow.log_params({"model_name": MODEL_NAME, "model_version": version or "unknown"})
+        mlflow.log_params({"model_name": MODEL_NAME, "model_version": version})
+        if promoted:  # absent when run by hand rather than by a promotion
+            mlflow.set_tag("triggered_by", ", ".join(f"version {e.get('version')}" for e in promoted))
         mlflow.log_metrics(stats)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "predictions.csv"
