@@ -145,3 +145,16 @@ def test_a_champion_change_is_claimed_once(model, store):
     ctx["ti"].dag_id, ctx["ti"].run_id, ctx["ti"].task_id = "other_dag", "r9", "promote"
     assert promote(2).execute(ctx)["promoted"] is True
     assert str(model.get_model_version_by_alias("m", "champion").version) == "2"
+
+
+def test_a_retried_register_reuses_its_version(model, store, tmp_path):
+    exp = store.client.get_experiment_by_name("models").experiment_id
+    run = store.client.create_run(exp)
+    (tmp_path / "MLmodel").write_text("flavors: {}\n")
+    store.client.log_artifact(run.info.run_id, str(tmp_path / "MLmodel"), "model")
+    op = MLflowRegisterModelOperator(task_id="register", model_uri=f"runs:/{run.info.run_id}/model", name="m")
+    first = op.execute(context())
+    again = op.execute(context())  # same dag_id / run_id / task_id: a retry
+    assert first["version"] == again["version"] == "3"
+    assert len(model.search_model_versions("name = 'm'")) == 3
+    assert again["run_id"] == run.info.run_id

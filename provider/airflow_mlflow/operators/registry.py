@@ -68,6 +68,7 @@ class MLflowRegisterModelOperator(_RegistryOperator):
     existing version ``models:/<name>/<version>``, or the URI an upstream task returned (XCom).
     The version is tagged with its Airflow lineage (``airflow.dag_id``, ``airflow.run_id``,
     ``airflow.task_id``, ``airflow.url``) and can go straight into a stage and/or behind an alias.
+    A retry of the task reuses the version its earlier try registered.
     An event on ``model_asset(name)`` carries ``{name, version, previous_version, run_id}``.
 
     :param model_uri: what to register (templated)
@@ -111,13 +112,20 @@ class MLflowRegisterModelOperator(_RegistryOperator):
         push_version_link(context, self.hook, self.name, None)
         lineage = {f"airflow.{k}": v for k, v in self._lineage(context).items()}
         previous = self.hook.list_versions(self.name)
-        mv = self.hook.register_model_version(
-            self.model_uri,
-            self.name,
-            tags={**lineage, **self.tags},
-            description=self.description,
-            timeout=self.await_ready_timeout,
-        )
+        same_task = ("airflow.dag_id", "airflow.run_id", "airflow.task_id")
+        earlier = [v for v in previous if all(v.tags.get(k) == lineage[k] for k in same_task)]
+        if earlier:  # a retry: the first try registered before it failed
+            mv = earlier[0]
+            previous = [v for v in previous if v.version != mv.version]
+            self.log.info("Version %s was registered by an earlier try of this task; reusing it", mv.version)
+        else:
+            mv = self.hook.register_model_version(
+                self.model_uri,
+                self.name,
+                tags={**lineage, **self.tags},
+                description=self.description,
+                timeout=self.await_ready_timeout,
+            )
         if self.stage:
             self.hook.transition_stage(self.name, mv.version, self.stage)
         if self.alias:
