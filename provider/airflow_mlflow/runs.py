@@ -10,6 +10,9 @@ that many tasks start at once ends with exactly one parent run:
 * Two creators can still each see only their own candidate for a moment. When the DAG run ends,
   :func:`finalize_dag_run` re-points every child to the oldest parent and deletes the others, so
   the final state never depends on timing.
+* The parent's id is also left on the experiment as a tag while the DAG run is active
+  (``airflow.parent.<dag run key>``), so later tasks find experiment and parent in one request.
+  The tag is a shortcut, not the truth: the end-of-DAG-run step removes it.
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_mlflow.hooks.mlflow import MLflowHook
-    from airflow_mlflow.hooks.tracking import RunRecord
 
 ROLE = "airflow.role"
 DAG_RUN_KEY = "airflow.dag_run_key"
 TI_KEY = "airflow.ti_key"
 PARENT = "mlflow.parentRunId"
 NOTE = "mlflow.note.content"
+PARENT_HINT = "airflow.parent."
 MAX_ERROR_CHARS = 1000
 
 #: Task outcomes and the MLflow run status each one leaves.
@@ -171,8 +174,13 @@ def open_task_run(
             owned=False,
         )
 
-    experiment_id = hook.get_or_create_experiment(resolve_experiment_name(hook, experiment_name, ctx.dag_id))
-    parent_id = _ensure_parent(hook, experiment_id, ctx).run_id if nested else None
+    experiment = hook.experiment(resolve_experiment_name(hook, experiment_name, ctx.dag_id))
+    experiment_id = experiment.experiment_id
+    parent_id = None
+    if nested:
+        parent_id = experiment.tags.get(PARENT_HINT + ctx.dag_run_key) or _ensure_parent(
+            hook, experiment_id, ctx
+        )
     tags = ctx.task_tags()
     if parent_id:
         tags[PARENT] = parent_id
@@ -189,31 +197,49 @@ def open_task_run(
     return TaskRun(run.run_id, experiment_id, parent_id, hook.run_url(experiment_id, run.run_id), params)
 
 
-def close_task_run(
-    hook: MLflowHook, task_run: TaskRun, ctx: TaskRunContext, outcome: str, error: BaseException | None = None
-) -> None:
-    """Record how this attempt ended, and end the run with the matching status."""
-    if not task_run.owned:
-        return
+def attempt_tags(ctx: TaskRunContext, outcome: str, error: BaseException | None = None) -> dict[str, str]:
+    """How this attempt ended, as tags of the task's run."""
     tags = {f"airflow.try.{ctx.try_number}.state": outcome}
     if error is not None:
         tags[f"airflow.try.{ctx.try_number}.error"] = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
-    hook.log_batch(task_run.run_id, tags=tags)
+    return tags
+
+
+def close_task_run(
+    hook: MLflowHook,
+    task_run: TaskRun,
+    ctx: TaskRunContext,
+    outcome: str,
+    error: BaseException | None = None,
+    *,
+    state_logged: bool = False,
+) -> None:
+    """
+    Record how this attempt ended (unless the task already logged :func:`attempt_tags` with its
+    own batch), and end the run with the matching status.
+    """
+    if not task_run.owned:
+        return
+    if not state_logged:
+        hook.log_batch(task_run.run_id, tags=attempt_tags(ctx, outcome, error))
     hook.set_run_status(task_run.run_id, TASK_STATUS[outcome])
 
 
-def _ensure_parent(hook: MLflowHook, experiment_id: str, ctx: TaskRunContext) -> RunRecord:
+def _ensure_parent(hook: MLflowHook, experiment_id: str, ctx: TaskRunContext) -> str:
+    """The DAG run's parent run id: found, or created and elected; then left as a hint."""
     query = {ROLE: "dag_run", DAG_RUN_KEY: ctx.dag_run_key}
     found = hook.find_runs(experiment_id, query)
     if found:
-        if found[0].status != "RUNNING":  # the DAG run was cleared and runs again
-            hook.set_run_status(found[0].run_id, "RUNNING")
-        return found[0]
-    mine = hook.create_run(experiment_id, ctx.run_id, ctx.parent_tags(), start_time=_now_ms())
-    winner = (hook.find_runs(experiment_id, query) or [mine])[0]
-    if winner.run_id != mine.run_id:
-        hook.delete_run(mine.run_id)
-    return winner
+        winner = found[0]
+        if winner.status != "RUNNING":  # the DAG run was cleared and runs again
+            hook.set_run_status(winner.run_id, "RUNNING")
+    else:
+        mine = hook.create_run(experiment_id, ctx.run_id, ctx.parent_tags(), start_time=_now_ms())
+        winner = (hook.find_runs(experiment_id, query) or [mine])[0]
+        if winner.run_id != mine.run_id:
+            hook.delete_run(mine.run_id)
+    hook.set_experiment_tag(experiment_id, PARENT_HINT + ctx.dag_run_key, winner.run_id)
+    return winner.run_id
 
 
 def finalize_dag_run(
@@ -224,9 +250,10 @@ def finalize_dag_run(
     nothing left RUNNING. Returns what it did, for the log.
     """
     ctx = TaskRunContext(dag_id=dag_id, run_id=run_id, task_id="")
-    experiment_id = hook.find_experiment(experiment_name)
-    if experiment_id is None:
+    experiment = hook.experiment(experiment_name, create=False)
+    if experiment is None:
         return {"experiment": experiment_name, "parent": None}
+    experiment_id = experiment.experiment_id
     parents = hook.find_runs(experiment_id, {ROLE: "dag_run", DAG_RUN_KEY: ctx.dag_run_key})
     children = hook.find_runs(experiment_id, {ROLE: "task", DAG_RUN_KEY: ctx.dag_run_key})
     winner = parents[0].run_id if parents else None
@@ -241,6 +268,8 @@ def finalize_dag_run(
         hook.delete_run(extra.run_id)
     if winner:
         hook.set_run_status(winner, "FINISHED" if succeeded else "FAILED")
+    if PARENT_HINT + ctx.dag_run_key in experiment.tags:
+        hook.delete_experiment_tag(experiment_id, PARENT_HINT + ctx.dag_run_key)
     return {
         "experiment": experiment_name,
         "parent": winner,

@@ -115,3 +115,18 @@ def test_finalize_of_unknown_experiment_is_a_no_op(hook):
 def test_dag_run_key_separates_runs(hook):
     assert ctx("a").dag_run_key != ctx("a", run_id="manual__2").dag_run_key
     assert ctx("a").task_tags()[DAG_RUN_KEY] == ctx("b").task_tags()[DAG_RUN_KEY]
+
+
+def test_the_parent_hint_spares_later_tasks_the_search(hook, store, monkeypatch):
+    first = open_task_run(hook, ctx("a"))
+    exp = store.client.get_experiment_by_name("d")
+    assert exp.tags[f"airflow.parent.{ctx('a').dag_run_key}"] == first.parent_run_id
+
+    searches = []
+    real = hook.find_runs
+    monkeypatch.setattr(hook, "find_runs", lambda *a, **k: searches.append(a) or real(*a, **k))
+    second = open_task_run(hook, ctx("b"))
+    assert second.parent_run_id == first.parent_run_id and searches == []
+
+    finalize_dag_run(hook, "d", "d", "manual__1", succeeded=True)
+    assert f"airflow.parent.{ctx('a').dag_run_key}" not in store.client.get_experiment_by_name("d").tags

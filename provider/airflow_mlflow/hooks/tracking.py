@@ -68,6 +68,12 @@ def _batches(
         yield p, m, t
 
 
+@dataclass(frozen=True)
+class ExperimentRecord:
+    experiment_id: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
 class TrackingVerbs:
     """Experiments, runs and logging; mixed into :class:`~airflow_mlflow.hooks.mlflow.MLflowHook`."""
 
@@ -77,26 +83,51 @@ class TrackingVerbs:
     _call: Callable[[str], AbstractContextManager[None]]
     credentials_env: Callable[[], AbstractContextManager[None]]
 
-    def get_or_create_experiment(self, name: str) -> str:
-        """Experiment id for ``name``, creating it if needed; safe when many tasks race to create it."""
+    def experiment(self, name: str, *, create: bool = True) -> ExperimentRecord | None:
+        """
+        The active experiment called ``name`` with its tags, created if needed (safe when many
+        tasks race to create it); None when it does not exist and ``create`` is False.
+        """
         if not name or not isinstance(name, str):
             raise MLflowInputError(f"experiment_name must be a non-empty string, got {name!r}")
         with self._call(f"experiment {name!r}"):
             found = self.client.get_experiment_by_name(name)
             if found is None:
+                if not create:
+                    return None
                 found = self._create_experiment(name)
-            if found.lifecycle_stage != "active":
-                raise MLflowInputError(
-                    f"experiment {name!r} (id {found.experiment_id}) is deleted; restore it in MLflow "
-                    "or choose another experiment_name"
-                )
-            return found.experiment_id
+        if found.lifecycle_stage != "active":
+            if not create:
+                return None
+            raise MLflowInputError(
+                f"experiment {name!r} (id {found.experiment_id}) is deleted; restore it in MLflow "
+                "or choose another experiment_name"
+            )
+        return ExperimentRecord(found.experiment_id, dict(found.tags or {}))
+
+    def get_or_create_experiment(self, name: str) -> str:
+        """Experiment id for ``name``, creating it if needed."""
+        return self.experiment(name).experiment_id
 
     def find_experiment(self, name: str) -> str | None:
         """Id of the active experiment called ``name``, or None."""
-        with self._call(f"experiment {name!r}"):
-            found = self.client.get_experiment_by_name(name)
-        return found.experiment_id if found is not None and found.lifecycle_stage == "active" else None
+        found = self.experiment(name, create=False)
+        return found.experiment_id if found else None
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        with self._call(f"experiment {experiment_id}"):
+            self.client.set_experiment_tag(experiment_id, key, value)
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        """Remove a tag; a tag that is already gone is fine."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.delete_experiment_tag(experiment_id, key)
+        except MlflowException as err:
+            if err.error_code not in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}:
+                with self._call(f"experiment {experiment_id}"):
+                    raise
 
     def _create_experiment(self, name: str):
         from mlflow.exceptions import MlflowException

@@ -51,9 +51,12 @@ class TrackedRunMixin:
     nested: bool
     _task_run: TaskRun | None = None
     _run_ctx: TaskRunContext | None = None
+    #: Set by a body that logged ``attempt_tags(ctx, "success")`` in its own batch (one request fewer).
+    _success_logged: bool = False
 
     def run_tracked(self, context: Context, body: Callable[[TaskRun], Any], run_id: str | None = None) -> Any:
         self._run_ctx = ctx = TaskRunContext.from_context(context)
+        self._success_logged = False
         task_run = open_task_run(
             self.hook, ctx, experiment_name=self.experiment_name, nested=self.nested, run_id=run_id
         )
@@ -79,7 +82,8 @@ class TrackedRunMixin:
     def _close(self, outcome: str, error: BaseException | None = None) -> None:
         task_run, self._task_run = self._task_run, None
         if task_run is not None and self._run_ctx is not None:
-            close_task_run(self.hook, task_run, self._run_ctx, outcome, error)
+            logged = outcome == "success" and self._success_logged
+            close_task_run(self.hook, task_run, self._run_ctx, outcome, error, state_logged=logged)
 
     def _close_quietly(self, outcome: str, error: BaseException | None = None) -> None:
         """Close on a failure path without hiding the task's own error behind MLflow's."""

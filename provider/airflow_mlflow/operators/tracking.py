@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.operators.base import MLflowBaseOperator, TrackedRunMixin
+from airflow_mlflow.runs import attempt_tags
 from airflow_mlflow.validation import validate_metrics, validate_params, validate_tags
 
 if TYPE_CHECKING:
@@ -112,14 +113,17 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
         targets = self._artifact_targets()
 
         def log(task_run: TaskRun) -> dict[str, Any]:
+            # The attempt's "success" rides in the same batch; a failing upload below overwrites it.
+            done = attempt_tags(self._run_ctx, "success") if task_run.owned else {}
             requests = self.hook.log_batch(
                 task_run.run_id,
                 params=params,
                 metrics=metrics,
-                tags=tags,
+                tags={**tags, **done},
                 step=self.step,
                 known_params=task_run.params,
             )
+            self._success_logged = bool(done)
             for path, folder in targets:
                 self.hook.log_artifacts(task_run.run_id, path, folder)
             return {
