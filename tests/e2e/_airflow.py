@@ -4,7 +4,8 @@
 four processes, each in its own process group with its log in ``<workdir>/logs``:
 ``airflow scheduler`` (LocalExecutor, so task processes are its children),
 ``airflow dag-processor``, ``airflow triggerer`` and ``airflow api-server``. Tests talk to it only
-the way a user would: the REST API v2 with a JWT from the simple auth manager.
+the way a user would: the REST API v2 with a JWT from the simple auth manager. Its DAGs folder
+serves the test DAGs (``tests/dags``) and the example DAGs (``dags_examples``) through symlinks.
 
 MLflow is either the embedded default (no ``mlflow_default`` connection; the store is
 ``$AIRFLOW_HOME/mlflow/mlflow.db``) or a real ``mlflow server`` given as ``mlflow_server_url``,
@@ -34,7 +35,11 @@ import requests
 from tests.integration._mlflow_servers import PG_ADMIN_URI, _with_database, create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
-DAGS_FOLDER = ROOT / "tests" / "dags"
+#: What the stack's DAGs folder serves, each as a symlink to the real folder (entry name: source).
+#: Airflow walks the folder with ``followlinks=True`` and honours each linked folder's own
+#: ``.airflowignore`` (``dags_examples/`` ignores its ``demo.py`` script); task processes re-parse
+#: the DAG file through the same link, so the example DAGs run exactly as shipped.
+DAG_SOURCES = {"tests": ROOT / "tests" / "dags", "examples": ROOT / "dags_examples"}
 HOST = "127.0.0.1"
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 START_TIMEOUT = float(os.environ.get("AMLF_E2E_START_TIMEOUT", "180"))
@@ -87,6 +92,7 @@ class AirflowStack:
     def __init__(self, workdir: Path, *, mlflow_server_url: str | None = None) -> None:
         self.workdir = workdir
         self.home = workdir / "airflow-home"
+        self.dags_folder = self.home / "dags"
         self.logs = workdir / "logs"
         self.mlflow_server_url = mlflow_server_url
         self.port = free_port()
@@ -117,15 +123,21 @@ class AirflowStack:
             PATH=os.pathsep.join([venv_bin, env.get("PATH", "")]),
             PYTHONPATH=os.pathsep.join(p for p in [str(ROOT), env.get("PYTHONPATH", "")] if p),
             PYTHONUNBUFFERED="1",
-            AIRFLOW__CORE__DAGS_FOLDER=str(DAGS_FOLDER),
+            AIRFLOW__CORE__DAGS_FOLDER=str(self.dags_folder),
             AIRFLOW__CORE__LOAD_EXAMPLES="False",
             AIRFLOW__CORE__EXECUTOR="LocalExecutor",
             # Two cores: a few task processes at a time keep each one's start-up short.
             AIRFLOW__CORE__PARALLELISM="4",
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=self.db_uri or "",
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
-            AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="30",
+            # The DAG files never change during a session: parse each once. A periodic re-parse
+            # would also re-evaluate a DAG's "max active runs reached" flag at a moment the tests
+            # do not control (see test_retrain_e2e: which runs the scheduler creates on unpause).
+            AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="3600",
             AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
+            # A task supervisor that misses its task's exit notices it at its next heartbeat check
+            # (default every 5 s): with the default, many tasks held their slot 5 s past their end.
+            AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL="1",
             AIRFLOW__API__HOST=HOST,
             AIRFLOW__API__PORT=str(self.port),
             AIRFLOW__API__BASE_URL=self.url,
@@ -158,6 +170,9 @@ class AirflowStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(exist_ok=True)
         self.logs.mkdir(exist_ok=True)
+        self.dags_folder.mkdir(exist_ok=True)
+        for name, source in DAG_SOURCES.items():
+            (self.dags_folder / name).symlink_to(source, target_is_directory=True)
         self._started_at = time.monotonic()
         self.dbname = create_database()
         # Bare postgresql:// means psycopg 3 to SQLAlchemy 2.1, which is not installed.
@@ -244,6 +259,9 @@ class AirflowStack:
                 _signal_group(proc.pid, signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=5)
+            # SIGKILL is asynchronous: give the kernel a moment to take the swept children down.
+            with contextlib.suppress(TimeoutError):
+                wait_for("the stack's processes to exit", lambda: not self.leftover_pids(), 5, 0.1)
         finally:
             self.procs.clear()
             self._http.close()
@@ -258,9 +276,9 @@ class AirflowStack:
             if not entry.name.isdigit():
                 continue
             with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = (entry / "stat").read_text()
-                pgrp = int(stat.rsplit(")", 1)[1].split()[2])
-                if pgrp in self._pgids:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                # A zombie is already dead: it only waits for a parent (or init) to reap it.
+                if fields[0] != "Z" and int(fields[2]) in self._pgids:
                     found.append(int(entry.name))
         return found
 
@@ -313,20 +331,33 @@ class AirflowStack:
             self._unpaused.add(dag_id)
 
     def trigger(
-        self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: str | None = None
+        self,
+        dag_id: str,
+        conf: dict[str, Any] | None = None,
+        logical_date: str | None = None,
+        *,
+        run_after: str | None = None,
+        unpause: bool = True,
     ) -> str:
-        """Unpause ``dag_id`` and start a manual DAG run; its run id.
+        """Start a manual DAG run (unpausing ``dag_id`` first unless ``unpause=False``); its run id.
 
         ``logical_date`` is an ISO timestamp, ``"now"``, or None: Airflow 3's default for a
-        manual run, which then has no logical date at all.
+        manual run, which then has no logical date at all. ``run_after`` (default: now) is when
+        the run may start; the scheduler starts queued runs of a DAG in ``run_after`` order.
         """
-        self.unpause(dag_id)
+        if unpause:
+            self.unpause(dag_id)
         if logical_date == "now":
             logical_date = datetime.now(UTC).isoformat()
-        body = self.api(
-            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date, "conf": conf or {}}
-        )
-        return body["dag_run_id"]
+        body: dict[str, Any] = {"logical_date": logical_date, "conf": conf or {}}
+        if run_after is not None:
+            body["run_after"] = run_after
+        return self.api("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
+
+    def dag_runs(self, dag_id: str, **params: Any) -> list[dict[str, Any]]:
+        """The DAG's runs (filters such as ``run_type=...`` as query parameters), oldest first."""
+        params = {"limit": 100, "order_by": "id", **params}
+        return self.api("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
@@ -348,10 +379,7 @@ class AirflowStack:
         )
         content = body.get("content") if isinstance(body, dict) else body
         if isinstance(content, list):
-            return "\n".join(
-                line.get("event", json.dumps(line)) if isinstance(line, dict) else str(line)
-                for line in content
-            )
+            return "\n".join(_log_line(line) for line in content)
         return str(content)
 
     def wait(
@@ -413,6 +441,14 @@ class AirflowStack:
             marker = self.home / "mlflow" / "mlflow.ready"
             wait_for(f"the provider to create the embedded store ({marker})", marker.exists, timeout, 0.2)
         return MlflowClient(self.mlflow_tracking_uri)
+
+
+def _log_line(line: Any) -> str:
+    """One structured task-log record as text: its event, and the reason a skip or failure gives."""
+    if not isinstance(line, dict):
+        return str(line)
+    text = line.get("event", json.dumps(line))
+    return f"{text} {line['reason']}" if line.get("reason") else text
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
