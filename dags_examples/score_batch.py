@@ -2,8 +2,9 @@
 Batch scoring with the current champion, run each time the champion moves.
 
 Scheduled on the promotion asset of ``retrain_model``: when ``MLflowPromoteModelOperator`` (or a
-rollback) moves the ``champion`` alias, this DAG loads ``models:/<name>@champion`` through
-pyfunc, scores a batch, logs prediction statistics, and writes the predictions as an artifact.
+rollback) moves the ``champion`` alias, this DAG loads ``models:/<name>@champion`` through pyfunc
+(pinned to the version the alias names when the run starts), scores a batch, logs prediction
+statistics, and writes the predictions as an artifact.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def score_batch():
         promoted = [dict(e.extra) for per_asset in events.values() for e in per_asset]
         version = str(mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion").version)
 
-        model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+        # Load the version just read, so what is logged is what scored even if the alias moves now.
+        model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}")
         batch = load_breast_cancer(as_frame=True).data.sample(n=200, random_state=7).reset_index(drop=True)
         predictions = batch.assign(prediction=model.predict(batch))
         stats = {
