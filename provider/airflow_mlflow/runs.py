@@ -18,14 +18,19 @@ that many tasks start at once ends with exactly one parent run:
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
+
+from airflow_mlflow.exceptions import MLflowProviderError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_mlflow.hooks.mlflow import MLflowHook
+
+log = logging.getLogger(__name__)
 
 ROLE = "airflow.role"
 DAG_RUN_KEY = "airflow.dag_run_key"
@@ -238,7 +243,12 @@ def _ensure_parent(hook: MLflowHook, experiment_id: str, ctx: TaskRunContext) ->
         winner = (hook.find_runs(experiment_id, query) or [mine])[0]
         if winner.run_id != mine.run_id:
             hook.delete_run(mine.run_id)
-    hook.set_experiment_tag(experiment_id, PARENT_HINT + ctx.dag_run_key, winner.run_id)
+    try:
+        hook.set_experiment_tag(experiment_id, PARENT_HINT + ctx.dag_run_key, winner.run_id)
+    except MLflowProviderError as err:
+        # Only a shortcut for later tasks. MLflow's tag upsert is not atomic: tasks setting it at
+        # the same moment can collide on PostgreSQL's unique key, which changes nothing here.
+        log.info("Parent-run hint not set (%s); later tasks will search instead", err)
     return winner.run_id
 
 
