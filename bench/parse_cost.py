@@ -129,7 +129,7 @@ def parse_in_steps(path: Path, env: dict[str, str]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> Figure:
-    rounds = 2 if args.quick else 10
+    rounds = 2 if args.quick else 12
     figure = Figure(
         key="parse",
         title="1. DAG-parse cost (runpy.run_path of one DAG file, airflow.sdk already imported)",

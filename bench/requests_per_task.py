@@ -12,7 +12,8 @@ reverse proxy in front of the server counts what reaches it, by endpoint. Measur
   ``log_metrics``, ``log_artifact``), as a later task of the same DAG run;
 * the DAG-run step (the provider's listener closing the parent run), once per DAG run;
 * the baseline: MLflow's fluent API call by call (``log_param`` and ``log_metric`` per value),
-  as a hand-written task does it; and the same hand-written task using the batched calls.
+  as a hand-written task does it, into an existing experiment; and the same hand-written task
+  using the batched calls.
 
 Counts do not depend on timing; each scenario runs once per repetition and the repetitions
 must agree.
@@ -49,7 +50,7 @@ def payload(n_params: int, n_metrics: int) -> tuple[dict[str, str], dict[str, fl
     return params, metrics
 
 
-def fluent_task(tracking_uri: str, params, metrics, artifact: Path, batched: bool) -> None:
+def fluent_task(tracking_uri: str, experiment: str, params, metrics, artifact: Path, batched: bool) -> None:
     """
     What a hand-written task does: its own run through MLflow's fluent API. Runs in a child
     process, as a task does, so the fluent API's global state stays out of the provider's runs.
@@ -58,7 +59,7 @@ def fluent_task(tracking_uri: str, params, metrics, artifact: Path, batched: boo
 
     quiet_mlflow_client()
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("bench_fluent")
+    mlflow.set_experiment(experiment)
     with mlflow.start_run():
         if batched:
             mlflow.log_params(params)
@@ -145,19 +146,26 @@ def run(args: argparse.Namespace) -> Figure:
         metric="requests reaching the server",
         target=f"at most {TARGET} requests for the task",
     )
+    from mlflow import MlflowClient
+
     with tempfile.TemporaryDirectory(prefix="bench-requests-") as tmp, mlflow_server() as url:
         artifact = Path(tmp, "report.txt")
         artifact.write_text("fold scores\n" * 1000)
         runs: list[dict[str, Counter]] = []
         with CountingProxy(url) as proxy:
             os.environ["AIRFLOW_CONN_MLFLOW_DEFAULT"] = server_conn(proxy.url)
+            # The hand-written task logs into an existing experiment, as the provider's tasks do.
+            fluent = f"bench_fluent_{os.getpid()}"
+            MlflowClient(url).create_experiment(fluent)
             for rep in range(repetitions):
                 counts: dict[str, Counter] = {}
                 for batched in (False, True):
                     name = "hand-written, fluent API " + ("batched calls" if batched else "call by call")
                     proxy.reset()
                     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                        pool.submit(fluent_task, proxy.url, params, metrics, artifact, batched).result()
+                        pool.submit(
+                            fluent_task, proxy.url, fluent, params, metrics, artifact, batched
+                        ).result()
                     counts[name] = proxy.counts()
                 provider, verbs = provider_scenarios(proxy, params, metrics, artifact, f"{os.getpid()}_{rep}")
                 counts.update(provider)

@@ -38,15 +38,19 @@ def run_figure(module: str, out: Path, quick: bool) -> dict:
 
 
 def machine() -> dict:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if git("status", "--porcelain", "--", "provider"):
+        commit += " with uncommitted changes in provider/"
     return {
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
         "python": platform.python_version(),
         "apache-airflow": version("apache-airflow"),
         "mlflow": version("mlflow"),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": commit,
     }
 
 
