@@ -846,26 +846,6 @@ def test_deployment(name: str, tmp_path: Path) -> None:
     assert not problems, f"{CHECKS[name].__doc__}\n" + "\n".join(problems)
 
 
-def test_docker_compose_config_when_available(tmp_path: Path) -> None:
-    """Docker Compose's own loader, where a developer has it (``config`` needs no Docker engine)."""
-    for compose in (["docker", "compose"], ["docker-compose"]):
-        if shutil.which(compose[0]):
-            version = subprocess.run([*compose, "version", "--short"], capture_output=True, text=True)
-            if version.returncode == 0 and version.stdout.strip().lstrip("v").startswith("2"):
-                break
-    else:
-        pytest.skip("Docker Compose v2 is not installed; the schema and reference checks stand in for it")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
-    done = subprocess.run(
-        [*compose, "-f", str(REAL.docker / "compose.yaml"), "config", "--quiet"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
-
-
 @dataclass(frozen=True)
 class Mutation:
     """A broken copy of one file: ``old`` replaced by ``new``; each of ``checks`` must complain."""
