@@ -9,7 +9,7 @@ PYTEST = $(PY) -m pytest -p no:cacheprovider -q -rs $(PYTEST_ARGS)
 # Reinstalled when the dependency list changes; `make venv` is a no-op otherwise.
 STAMP = $(VENV)/.installed
 
-.PHONY: help venv test test-unit test-integration test-e2e demo airflow mlflow-ui lint clean
+.PHONY: help venv test test-unit test-integration test-e2e demo airflow mlflow-ui bench bench-smoke lint clean
 
 help:
 	@echo "make venv              create $(VENV) and pip install -e '.[test]'"
@@ -20,6 +20,8 @@ help:
 	@echo "make demo              the retraining pipeline on the embedded MLflow store, with a summary"
 	@echo "make airflow           Airflow (standalone) on the demo's home and store: UI on :8080"
 	@echo "make mlflow-ui         MLflow's UI on the demo's embedded store: :5000"
+	@echo "make bench             every benchmark figure -> bench/results.md and .json (~15 min)"
+	@echo "make bench-smoke       the same at small sizes, into bench/out/ (CI; asserts no speed)"
 	@echo "make lint              ruff check, if ruff is installed"
 	@echo "make clean             remove build and test leftovers (keeps $(VENV))"
 	@echo "Extra pytest options: make test PYTEST_ARGS='-x -k tracking'"
@@ -59,6 +61,12 @@ test-e2e: venv
 
 demo: venv
 	$(PY) dags_examples/demo.py
+
+bench: venv
+	$(PY) -m bench.run_all
+
+bench-smoke: venv
+	$(PY) -m bench.run_all --quick
 
 DEMO_HOME = $(CURDIR)/.airflow
 

@@ -147,10 +147,12 @@ class TaskRun:
     params: dict[str, str] | None = None
     #: False when the run belongs to someone else (``run_id=`` given): its status is left alone.
     owned: bool = True
+    artifact_uri: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("params")
+        data.pop("artifact_uri")
         return data
 
 
@@ -177,6 +179,7 @@ def open_task_run(
             hook.run_url(run.experiment_id, run.run_id),
             dict(run.params),
             owned=False,
+            artifact_uri=run.artifact_uri,
         )
 
     experiment = hook.experiment(resolve_experiment_name(hook, experiment_name, ctx.dag_id))
@@ -199,7 +202,8 @@ def open_task_run(
     else:
         run = hook.create_run(experiment_id, ctx.run_name, tags, start_time=_now_ms())
         params = {}
-    return TaskRun(run.run_id, experiment_id, parent_id, hook.run_url(experiment_id, run.run_id), params)
+    url = hook.run_url(experiment_id, run.run_id)
+    return TaskRun(run.run_id, experiment_id, parent_id, url, params, artifact_uri=run.artifact_uri)
 
 
 def attempt_tags(ctx: TaskRunContext, outcome: str, error: BaseException | None = None) -> dict[str, str]:

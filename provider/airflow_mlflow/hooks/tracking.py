@@ -194,12 +194,17 @@ class TrackingVerbs:
         return RunRecord.from_run(run)
 
     def set_run_status(self, run_id: str, status: str) -> None:
-        """``RUNNING`` re-opens a run; a terminal status also records the end time."""
+        """
+        ``RUNNING`` re-opens a run; a terminal status also records the end time. One request:
+        ``MlflowClient.set_terminated``/``update_run`` each read the run back first.
+        """
+        from mlflow.entities import RunStatus
+
+        end_time = None if status == "RUNNING" else _now_ms()
         with self._call(f"run {run_id}"):
-            if status == "RUNNING":
-                self.client.update_run(run_id, status=status)
-            else:
-                self.client.set_terminated(run_id, status=status)
+            self.client._tracking_client.store.update_run_info(
+                run_id, run_status=RunStatus.from_string(status), end_time=end_time, run_name=None
+            )
 
     def delete_run(self, run_id: str) -> None:
         with self._call(f"run {run_id}"):
@@ -255,17 +260,30 @@ class TrackingVerbs:
         return requests
 
     def log_artifacts(
-        self, run_id: str, local_path: str | os.PathLike, artifact_path: str | None = None
+        self,
+        run_id: str,
+        local_path: str | os.PathLike,
+        artifact_path: str | None = None,
+        *,
+        artifact_uri: str | None = None,
     ) -> None:
-        """Upload a file or a directory to the run's artifacts."""
+        """
+        Upload a file or a directory to the run's artifacts. Given the run's ``artifact_uri``
+        (known from creating it), MLflow need not read the run back first.
+        """
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
         path = Path(local_path)
         if not path.exists():
             raise MLflowInputError(f"artifact {str(path)!r} does not exist")
         with self._call(f"artifacts of run {run_id}"), self.credentials_env():
+            if artifact_uri is None:
+                artifact_uri = self.client.get_run(run_id).info.artifact_uri
+            repo = get_artifact_repository(artifact_uri, tracking_uri=self.config.tracking_uri)
             if path.is_dir():
-                self.client.log_artifacts(run_id, str(path), artifact_path)
+                repo.log_artifacts(str(path), artifact_path)
             else:
-                self.client.log_artifact(run_id, str(path), artifact_path)
+                repo.log_artifact(str(path), artifact_path)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
         with self._call(f"artifacts of run {run_id}"), self.credentials_env():

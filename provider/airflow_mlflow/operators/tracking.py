@@ -125,7 +125,7 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
             )
             self._success_logged = bool(done)
             for path, folder in targets:
-                self.hook.log_artifacts(task_run.run_id, path, folder)
+                self.hook.log_artifacts(task_run.run_id, path, folder, artifact_uri=task_run.artifact_uri)
             return {
                 **task_run.to_json(),
                 "logged": {
