@@ -34,6 +34,7 @@ from pathlib import Path
 
 from bench._common import BENCH, Figure, cli, median, mlflow_server, p95, ratio
 from bench._proxy import CountingProxy
+from tests.e2e._airflow import wait_for
 
 DEFERRED, POKE = "bench_gate_deferred", "bench_gate_poke"
 MODEL, METRIC = "bench_gate_model", "accuracy"
@@ -144,17 +145,6 @@ def register_versions(client, n: int) -> list[str]:
     return run_ids
 
 
-def wait_until(what: str, probe, timeout: float, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 def window(seconds: float, proxy: CountingProxy, tree: ProcessTree, sample_states) -> dict:
     """Measure for ``seconds``: triggerer CPU and RSS, requests/s, and task-instance states."""
     proxy.reset()
@@ -224,14 +214,14 @@ def run(args: argparse.Namespace) -> Figure:
 def measure_poke(stack, db: MetadataDB, proxy, tree, n: int, window_s: float) -> dict:
     run_id = stack.trigger(POKE)
     slots = min(n, PARALLELISM)
-    wait_until(
+    wait_for(
         f"{slots} poking gates",
         lambda: Counter(db.states(POKE, run_id).values())["running"] >= slots,
         300,
     )
     result = window(window_s, proxy, tree, lambda: db.states(POKE, run_id))
     stack.api("PATCH", f"/dags/{POKE}/dagRuns/{run_id}", json={"state": "failed"})
-    wait_until(
+    wait_for(
         "the poking gates to stop",
         lambda: not Counter(db.states(POKE, run_id).values())["running"],
         120,
@@ -254,7 +244,7 @@ def measure_deferred(stack, db: MetadataDB, proxy, tree, client, run_ids, interv
             raise RuntimeError(f"gates failed before deferring: {dict(counts)}")
         return counts["deferred"] == n
 
-    wait_until(f"{n} deferred gates", all_deferred, 60 + 10 * n)
+    wait_for(f"{n} deferred gates", all_deferred, 60 + 10 * n)
     to_defer = {
         "seconds": time.monotonic() - started,
         "max_running": max_running,
