@@ -15,6 +15,8 @@ from airflow_mlflow.exceptions import MLflowInputError
 MAX_PARAM_VALUE_LENGTH = 6000
 MAX_TAG_VALUE_LENGTH = 8000
 MAX_KEY_LENGTH = 250
+#: Stage names MLflow's (deprecated, still working) stage API knows.
+STAGES = ("None", "Staging", "Production", "Archived")
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. /:")
 
 
@@ -73,3 +75,11 @@ def validate_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
             raise MLflowInputError(f"metric {key!r} must be finite, got {number!r}")
         out[key] = number
     return out
+
+
+def normalize_stage(stage: str) -> str:
+    """MLflow's stage spelling for ``stage``, or an error naming it."""
+    for known in STAGES:
+        if stage.strip().lower() == known.lower():
+            return known
+    raise MLflowInputError(f"stage {stage!r} is not one of {', '.join(STAGES)}")

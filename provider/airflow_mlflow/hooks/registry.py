@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow_mlflow.exceptions import MLflowInputError
-from airflow_mlflow.validation import validate_tags
+from airflow_mlflow.validation import normalize_stage, validate_tags
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -19,9 +19,6 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
     from airflow_mlflow.hooks.config import MLflowConnectionConfig
-
-#: Stage names MLflow's (deprecated, still working) stage API knows.
-STAGES = ("None", "Staging", "Production", "Archived")
 
 
 @dataclass(frozen=True)
@@ -58,14 +55,6 @@ def _logged_model_id(source: str | None) -> str | None:
     if source and source.startswith("models:/m-") and "/" not in source.removeprefix("models:/"):
         return source.removeprefix("models:/")
     return None
-
-
-def normalize_stage(stage: str) -> str:
-    """MLflow's stage spelling for ``stage``, or an error naming it."""
-    for known in STAGES:
-        if stage.strip().lower() == known.lower():
-            return known
-    raise MLflowInputError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
 
 
 class RegistryVerbs:

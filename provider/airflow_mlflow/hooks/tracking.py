@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,6 +242,33 @@ class TrackingVerbs:
         ts = timestamp or _now_ms()
         points = [Metric(k, v, ts, step) for k, v in clean_metrics.items()]
         return self._send_batches(run_id, new_params, points, clean_tags)
+
+    def log_metric_history(
+        self,
+        run_id: str,
+        key: str,
+        values: Sequence[Any],
+        steps: Sequence[int] | None = None,
+        *,
+        timestamp: int | None = None,
+    ) -> int:
+        """
+        Log a whole series of one metric (a training curve) in batches of 1000 points.
+
+        Every value is checked before the first request, so a bad point writes nothing.
+
+        :param values: the points, in order
+        :param steps: one step per value (default ``0, 1, 2, ...``)
+        :return: the number of requests made
+        """
+        from mlflow.entities import Metric
+
+        if steps is not None and len(steps) != len(values):
+            raise MLflowInputError(f"metric {key!r}: steps has {len(steps)} entries for {len(values)} values")
+        clean = [validate_metrics({key: value})[key] for value in values]
+        ts = timestamp or _now_ms()
+        points = [Metric(key, v, ts, int(steps[i]) if steps is not None else i) for i, v in enumerate(clean)]
+        return self._send_batches(run_id, {}, points, {})
 
     def _send_batches(self, run_id: str, params: dict[str, str], metrics: list, tags: dict[str, str]) -> int:
         from mlflow.entities import Param, RunTag
