@@ -124,6 +124,29 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
         ):
             yield
 
+    def _rest_get(self, endpoint: str, params: Mapping[str, str]) -> dict:
+        """GET a JSON endpoint of the tracking server with this hook's credentials."""
+        from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+        response = http_request(
+            _host_creds(self.config, self.config.tracking_uri), endpoint, "GET", params=params
+        )
+        return verify_rest_response(response, endpoint).json()
+
+    def _rest_get_bytes(self, endpoint: str, params: Mapping[str, str], max_bytes: int) -> bytes:
+        """GET a file from the tracking server, reading at most ``max_bytes + 1`` bytes of it."""
+        from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+        creds = _host_creds(self.config, self.config.tracking_uri)
+        with http_request(creds, endpoint, "GET", params=params, stream=True) as response:
+            verify_rest_response(response, endpoint)
+            data = bytearray()
+            for chunk in response.iter_content(64 * 1024):
+                data += chunk
+                if len(data) > max_bytes:
+                    break
+            return bytes(data)
+
     @contextlib.contextmanager
     def _call(self, resource: str) -> Iterator[None]:
         from mlflow.exceptions import MlflowException
@@ -163,6 +186,20 @@ def _scoped_environment(values: Mapping[str, str | None]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def _host_creds(config: MLflowConnectionConfig, uri: str):
+    """MLflow's request credentials for ``uri``, from ``config`` alone (never the environment)."""
+    from mlflow.utils.rest_utils import MlflowHostCreds
+
+    return MlflowHostCreds(
+        host=uri,
+        username=config.username,
+        password=config.password,
+        token=config.token,
+        ignore_tls_verification=config.insecure_tls,
+        server_cert_path=config.ca_bundle,
+    )
+
+
 def _build_client(config: MLflowConnectionConfig) -> MlflowClient:
     """
     An ``MlflowClient`` whose REST stores carry ``config``'s credentials themselves.
@@ -180,17 +217,9 @@ def _build_client(config: MLflowConnectionConfig) -> MlflowClient:
     from mlflow.store.tracking.rest_store import RestStore as TrackingRestStore
     from mlflow.tracking._model_registry.client import ModelRegistryClient
     from mlflow.tracking._tracking_service.client import TrackingServiceClient
-    from mlflow.utils.rest_utils import MlflowHostCreds
 
     def creds_for(uri: str):
-        return lambda: MlflowHostCreds(
-            host=uri,
-            username=config.username,
-            password=config.password,
-            token=config.token,
-            ignore_tls_verification=config.insecure_tls,
-            server_cert_path=config.ca_bundle,
-        )
+        return lambda: _host_creds(config, uri)
 
     class _BoundTracking(TrackingServiceClient):
         def __init__(self, uri: str) -> None:

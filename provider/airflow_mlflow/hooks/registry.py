@@ -11,12 +11,15 @@ from urllib.parse import quote
 from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.validation import normalize_stage, validate_tags
 
+#: Registered-model tag holding the champion history (JSON list, newest last).
+HISTORY_TAG = "airflow.champion_history"
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
     from mlflow import MlflowClient
-    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
     from airflow_mlflow.hooks.config import MLflowConnectionConfig
 
@@ -34,6 +37,7 @@ class VersionRecord:
     aliases: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
     model_id: str | None = None
+    created: int = 0  # ms since the epoch
 
     @classmethod
     def from_version(cls, mv: ModelVersion) -> VersionRecord:
@@ -47,6 +51,28 @@ class VersionRecord:
             aliases=tuple(mv.aliases or ()),
             tags=dict(mv.tags or {}),
             model_id=getattr(mv, "model_id", None) or _logged_model_id(mv.source),
+            created=int(mv.creation_timestamp or 0),
+        )
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A plain view of a registered model: its tags and which version each alias points at."""
+
+    name: str
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    updated: int = 0  # ms since the epoch
+
+    @classmethod
+    def from_model(cls, rm: RegisteredModel) -> ModelRecord:
+        return cls(
+            name=rm.name,
+            description=rm.description or "",
+            tags=dict(rm.tags or {}),
+            aliases={alias: str(version) for alias, version in (rm.aliases or {}).items()},
+            updated=int(rm.last_updated_timestamp or 0),
         )
 
 
@@ -136,6 +162,23 @@ class RegistryVerbs:
             for key, value in validate_tags(tags).items():
                 self.client.set_model_version_tag(name, version, key, value)
 
+    def list_models(self) -> list[ModelRecord]:
+        """Every registered model (all pages), by name."""
+        found, token = [], None
+        with self._call("registered models"):
+            while True:
+                page = self.client.search_registered_models(max_results=1000, page_token=token)
+                found.extend(page)
+                token = page.token
+                if not token:
+                    break
+        return sorted((ModelRecord.from_model(m) for m in found), key=lambda m: m.name)
+
+    def get_model(self, name: str) -> ModelRecord:
+        """One registered model, with its aliases (searches leave them out)."""
+        with self._call(f"model {name!r}"):
+            return ModelRecord.from_model(self.client.get_registered_model(name))
+
     def get_model_tags(self, name: str) -> dict[str, str]:
         with self._call(f"model {name!r}"):
             return dict(self.client.get_registered_model(name).tags or {})
@@ -160,14 +203,38 @@ class RegistryVerbs:
         Latest metrics of the version's source run, completed by its MLflow 3 logged model's
         metrics for names the run does not have.
         """
+        return self.version_source(version)[0]
+
+    def version_source(self, version: VersionRecord) -> tuple[dict[str, float], dict[str, str]]:
+        """The version's metrics (see :meth:`version_metrics`) and its source run's tags."""
         metrics: dict[str, float] = {}
+        tags: dict[str, str] = {}
         with self._call(f"metrics of model {version.name!r} version {version.version}"):
             if version.model_id:
                 for metric in self.client.get_logged_model(version.model_id).metrics or ():
                     metrics[metric.key] = metric.value
             if version.run_id:
-                metrics.update(self.client.get_run(version.run_id).data.metrics)
-        return metrics
+                run = self.client.get_run(version.run_id)
+                metrics.update(run.data.metrics)
+                tags.update(run.data.tags)
+        return metrics, tags
+
+    def versions_with_tags(self, tags: Mapping[str, str]) -> list[VersionRecord]:
+        """Versions of any model whose tags equal ``tags``, newest first (aliases not included)."""
+        clauses = " and ".join(f"tags.`{k}` = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in tags.items())
+        with self._call(f"versions tagged {dict(tags)}"):
+            found = self.client.search_model_versions(clauses, max_results=10000)
+        return sorted((VersionRecord.from_version(v) for v in found), key=lambda v: (v.name, -int(v.version)))
+
+    def versions_of_runs(self, run_ids: list[str]) -> list[VersionRecord]:
+        """Versions registered from any of these runs, newest first (aliases not included)."""
+        found = []
+        with self._call(f"versions of runs {', '.join(run_ids[:3])}{' …' if len(run_ids) > 3 else ''}"):
+            for start in range(0, len(run_ids), 50):
+                ids = ", ".join(f"'{r}'" for r in run_ids[start : start + 50] if r.isalnum())
+                if ids:
+                    found.extend(self.client.search_model_versions(f"run_id IN ({ids})", max_results=10000))
+        return sorted((VersionRecord.from_version(v) for v in found), key=lambda v: (v.name, -int(v.version)))
 
     def model_version_url(self, name: str, version: str) -> str | None:
         """The version's page in MLflow's UI, when a UI is known."""

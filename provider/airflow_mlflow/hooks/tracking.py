@@ -26,6 +26,9 @@ MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_ENTITIES_PER_BATCH = 1000
 CLAIM_OWNER_TAG = "airflow.claim.owner"
+#: Experiments the provider keeps for its own bookkeeping (write-once claims) start with this.
+HIDDEN_EXPERIMENT_PREFIX = ".airflow-mlflow/"
+MAX_EXPERIMENTS_PER_SEARCH = 100
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class RunRecord:
     tags: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)
+    end_time: int | None = None
+    run_name: str = ""
 
     @classmethod
     def from_run(cls, run: Run) -> RunRecord:
@@ -52,7 +57,18 @@ class RunRecord:
             tags=dict(run.data.tags),
             params=dict(run.data.params),
             metrics=dict(run.data.metrics),
+            end_time=run.info.end_time or None,
+            run_name=run.info.run_name or "",
         )
+
+
+@dataclass(frozen=True)
+class ArtifactEntry:
+    """One entry of a run's artifact folder."""
+
+    path: str
+    is_dir: bool
+    size: int | None = None
 
 
 def _batches(
@@ -72,6 +88,7 @@ def _batches(
 class ExperimentRecord:
     experiment_id: str
     tags: Mapping[str, str] = field(default_factory=dict)
+    name: str = ""
 
 
 class TrackingVerbs:
@@ -82,6 +99,8 @@ class TrackingVerbs:
     config: MLflowConnectionConfig
     _call: Callable[[str], AbstractContextManager[None]]
     credentials_env: Callable[[], AbstractContextManager[None]]
+    _rest_get: Callable[[str, Mapping[str, str]], dict]
+    _rest_get_bytes: Callable[[str, Mapping[str, str], int], bytes]
 
     def experiment(self, name: str, *, create: bool = True) -> ExperimentRecord | None:
         """
@@ -103,7 +122,7 @@ class TrackingVerbs:
                 f"experiment {name!r} (id {found.experiment_id}) is deleted; restore it in MLflow "
                 "or choose another experiment_name"
             )
-        return ExperimentRecord(found.experiment_id, dict(found.tags or {}))
+        return ExperimentRecord(found.experiment_id, dict(found.tags or {}), found.name)
 
     def get_or_create_experiment(self, name: str) -> str:
         """Experiment id for ``name``, creating it if needed."""
@@ -161,24 +180,50 @@ class TrackingVerbs:
             self.client.delete_experiment(experiment_id)
         return owner
 
-    def find_runs(self, experiment_id: str, tags: Mapping[str, str]) -> list[RunRecord]:
-        """Active runs of an experiment whose tags equal ``tags``, oldest first (all pages)."""
+    def find_runs(self, experiment_id: str | Sequence[str], tags: Mapping[str, str]) -> list[RunRecord]:
+        """Active runs of the experiment(s) whose tags equal ``tags``, oldest first (all pages)."""
+        ids = [experiment_id] if isinstance(experiment_id, str) else list(experiment_id)
         clauses = [f"tags.`{key}` = '{_quote(value)}'" for key, value in tags.items()]
-        runs, token = [], None
-        with self._call(f"runs of experiment {experiment_id}"):
+        runs = []
+        with self._call(f"runs of experiment {', '.join(ids[:3])}{' …' if len(ids) > 3 else ''}"):
+            # The REST API takes a bounded list of experiments per search.
+            for start in range(0, len(ids), MAX_EXPERIMENTS_PER_SEARCH):
+                token = None
+                while True:
+                    page = self.client.search_runs(
+                        ids[start : start + MAX_EXPERIMENTS_PER_SEARCH],
+                        filter_string=" and ".join(clauses),
+                        max_results=1000,
+                        order_by=["attributes.start_time ASC"],
+                        page_token=token,
+                    )
+                    runs.extend(page)
+                    token = page.token
+                    if not token:
+                        break
+        return sorted((RunRecord.from_run(r) for r in runs), key=lambda r: (r.start_time, r.run_id))
+
+    def list_experiments(self) -> list[ExperimentRecord]:
+        """Every active experiment (all pages), the provider's hidden bookkeeping ones excluded."""
+        found, token = [], None
+        with self._call("experiments"):
             while True:
-                page = self.client.search_runs(
-                    [experiment_id],
-                    filter_string=" and ".join(clauses),
-                    max_results=1000,
-                    order_by=["attributes.start_time ASC"],
-                    page_token=token,
-                )
-                runs.extend(page)
+                page = self.client.search_experiments(max_results=1000, page_token=token)
+                found.extend(page)
                 token = page.token
                 if not token:
                     break
-        return sorted((RunRecord.from_run(r) for r in runs), key=lambda r: (r.start_time, r.run_id))
+        return [
+            ExperimentRecord(e.experiment_id, dict(e.tags or {}), e.name)
+            for e in found
+            if not e.name.startswith(HIDDEN_EXPERIMENT_PREFIX)
+        ]
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """Every ``(step, value)`` logged for one metric of a run, by step."""
+        with self._call(f"metric {key!r} of run {run_id}"):
+            points = self.client.get_metric_history(run_id, key)
+        return sorted((p.step, p.value) for p in points)
 
     def get_run(self, run_id: str) -> RunRecord:
         with self._call(f"run {run_id}"):
@@ -313,8 +358,46 @@ class TrackingVerbs:
                 repo.log_artifact(str(path), artifact_path)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
-        with self._call(f"artifacts of run {run_id}"), self.credentials_env():
-            return [f.path for f in self.client.list_artifacts(run_id, path)]
+        return [entry.path for entry in self.browse_artifacts(run_id, path)]
+
+    def browse_artifacts(self, run_id: str, path: str | None = None) -> list[ArtifactEntry]:
+        """
+        One folder of a run's artifacts. Against a server this asks the server itself (with the
+        hook's own credentials, never the process environment: the API server shares its process).
+        """
+        with self._call(f"artifacts of run {run_id}"):
+            if self.config.is_http:
+                params = {"run_id": run_id, **({"path": path} if path else {})}
+                files = self._rest_get("/api/2.0/mlflow/artifacts/list", params).get("files", [])
+                return [
+                    ArtifactEntry(f["path"], bool(f.get("is_dir")), _int(f.get("file_size"))) for f in files
+                ]
+            return [
+                ArtifactEntry(f.path, f.is_dir, f.file_size) for f in self.client.list_artifacts(run_id, path)
+            ]
+
+    def read_artifact(self, run_id: str, path: str, max_bytes: int) -> bytes:
+        """
+        The content of one artifact file, refused when larger than ``max_bytes``.
+
+        :raises MLflowInputError: the file is too large, or ``path`` is a folder
+        """
+        folder, _, _ = path.rpartition("/")
+        entry = next((e for e in self.browse_artifacts(run_id, folder or None) if e.path == path), None)
+        if entry is None or entry.is_dir:
+            raise MLflowInputError(f"artifact {path!r} of run {run_id} is not a file")
+        if entry.size is not None and entry.size > max_bytes:
+            raise MLflowInputError(
+                f"artifact {path!r} of run {run_id} is {entry.size} bytes (limit {max_bytes})"
+            )
+        with self._call(f"artifact {path!r} of run {run_id}"):
+            if self.config.is_http:
+                return self._rest_get_bytes("/get-artifact", {"run_id": run_id, "path": path}, max_bytes)
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                local = Path(self.client.download_artifacts(run_id, path, tmp))
+                return local.read_bytes()[: max_bytes + 1]
 
     def run_url(self, experiment_id: str, run_id: str) -> str | None:
         """Run page in MLflow's UI, when a UI is known for this connection."""
@@ -328,6 +411,10 @@ def _param_conflict(run_id: str, key: str, old: str, new: str):
         f"param {key!r} of run {run_id} was already logged as {old!r}; this attempt logs {new!r}. "
         "MLflow params are immutable: log a different key, or a metric if the value changes between attempts"
     )
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if value not in (None, "") else None
 
 
 def _now_ms() -> int:
