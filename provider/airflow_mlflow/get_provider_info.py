@@ -76,4 +76,20 @@ def get_provider_info() -> dict:
             "airflow_mlflow.links.mlflow.MLflowModelVersionLink",
         ],
         "task-decorators": [{"class-name": "airflow_mlflow.decorators.mlflow.mlflow_task", "name": "mlflow"}],
+        "plugins": [{"name": "airflow_mlflow", "plugin-class": "airflow_mlflow.plugins.mlflow.MLflowPlugin"}],
+        "config": {
+            "mlflow": {
+                "description": "The MLflow views of the Airflow UI (provider airflow-mlflow).",
+                "options": {
+                    "conn_id": {
+                        "description": "The MLflow connection the UI's MLflow views read from "
+                        "(no such connection: the embedded store under $AIRFLOW_HOME/mlflow).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "mlflow_default",
+                        "default": "mlflow_default",
+                    }
+                },
+            }
+        },
     }

@@ -1,0 +1,170 @@
+"""
+The plugin's web app, mounted by Airflow's API server under ``/mlflow``.
+
+Every route requires an Airflow login (the UI's session cookie or a bearer token) through
+Airflow's own security dependencies: the DAG-run and task views require read access to that
+DAG, and the registry pages show only model versions produced by DAGs the user may read.
+Pages are rendered on the server: the Airflow UI embeds them in sandboxed frames.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+
+from airflow_mlflow.exceptions import MLflowInputError, MLflowProviderError, MLflowResourceNotFoundError
+
+if TYPE_CHECKING:
+    from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+    from airflow_mlflow.plugins.pages import Readable
+
+#: Artifacts larger than this are listed but not served through Airflow.
+MAX_ARTIFACT_BYTES = 10 * 1024 * 1024
+#: How long a hook (and its MLflow client) is reused before the connection is read again.
+HOOK_TTL_SECONDS = 300
+_INLINE_TYPES = {"text/plain", "application/json", "image/png", "image/jpeg", "image/svg+xml", "text/csv"}
+
+_hooks: dict[str, tuple[float, MLflowHook]] = {}
+_hooks_lock = threading.Lock()
+
+
+def conn_id() -> str:
+    from airflow.configuration import conf
+
+    return conf.get("mlflow", "conn_id", fallback="mlflow_default")
+
+
+def get_hook() -> MLflowHook:
+    """The API server's hook for ``[mlflow] conn_id``, re-read every few minutes."""
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+
+    name = conn_id()
+    with _hooks_lock:
+        made, hook = _hooks.get(name, (0.0, None))
+        if hook is None or time.monotonic() - made > HOOK_TTL_SECONDS:
+            hook = MLflowHook(mlflow_conn_id=name)
+            _hooks[name] = (time.monotonic(), hook)
+    return hook
+
+
+def _map_index(raw: str | None) -> int:
+    """The UI fills ``{MAP_INDEX}`` only for mapped tasks; anything else means unmapped."""
+    try:
+        return int(raw) if raw is not None else -1
+    except ValueError:
+        return -1
+
+
+def create_app() -> FastAPI:
+    import jinja2
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
+
+    from airflow_mlflow.plugins import chart, pages
+
+    templates = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    templates.globals.update(sparkline=chart.sparkline, model_chart=chart.model_chart)
+    templates.filters["fmt"] = lambda v: f"{v:.6g}" if isinstance(v, float) else v
+
+    app = FastAPI(title="MLflow for Airflow", docs_url=None, redoc_url=None, openapi_url=None)
+    read_run = [Depends(requires_access_dag("GET", DagAccessEntity.RUN))]
+    read_task = [Depends(requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE))]
+    # Annotations are strings here (``from __future__``) and these names are local, so FastAPI
+    # could not resolve an ``Annotated`` dependency: the user comes in as a default instead.
+    current_user = Depends(get_user)
+
+    def render(template: str, status: int = 200, **values) -> HTMLResponse:
+        html = templates.get_template(template).render(conn_id=conn_id(), **values)
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+    def readable_by(user: BaseUser) -> Readable:
+        from airflow.api_fastapi.app import get_auth_manager
+
+        manager = get_auth_manager()
+        dag_ids = manager.get_authorized_dag_ids(user=user, method="GET")
+        # Versions registered outside Airflow belong to no DAG: shown to who may read DAGs at all.
+        unowned = manager.is_authorized_dag(method="GET", user=user)
+        return lambda dag_id: dag_id in dag_ids if dag_id else unowned
+
+    @app.exception_handler(MLflowProviderError)
+    def mlflow_failed(request: Request, err: MLflowProviderError) -> HTMLResponse:
+        status = (
+            404
+            if isinstance(err, MLflowResourceNotFoundError)
+            else 400
+            if isinstance(err, MLflowInputError)
+            else 502
+        )
+        return render("error.html", status=status, message=str(err))
+
+    @app.get("/dag-run", response_class=HTMLResponse, dependencies=read_run)
+    def dag_run(dag_id: str, run_id: str) -> HTMLResponse:
+        view = pages.dag_run_view(get_hook(), dag_id, run_id)
+        return render("dag_run.html", view=view)
+
+    @app.get("/task", response_class=HTMLResponse, dependencies=read_task)
+    def task(dag_id: str, run_id: str, task_id: str, map_index: str | None = None) -> HTMLResponse:
+        index = _map_index(map_index)
+        view, versions = pages.task_view(get_hook(), dag_id, run_id, task_id, index)
+        values = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": index}
+        return render("task.html", view=view, versions=versions, **values)
+
+    @app.get("/artifact", dependencies=read_run)
+    def artifact(dag_id: str, mlflow_run_id: str, path: str) -> Response:
+        hook = get_hook()
+        # The DAG permission was checked for dag_id: serve only runs that DAG tracked.
+        if hook.get_run(mlflow_run_id).tags.get("airflow.dag_id") != dag_id:
+            raise HTTPException(404, f"run {mlflow_run_id} was not tracked by DAG {dag_id!r}")
+        data = hook.read_artifact(mlflow_run_id, path, MAX_ARTIFACT_BYTES)
+        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        name = path.rsplit("/", 1)[-1].replace('"', "")
+        disposition = "inline" if kind in _INLINE_TYPES else "attachment"
+        headers = {
+            "Content-Disposition": f'{disposition}; filename="{name}"',
+            "X-Content-Type-Options": "nosniff",
+            # Artifacts are user content: never let one run script in Airflow's origin.
+            "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
+        }
+        return Response(data, media_type=kind if kind != "image/svg+xml" else "text/plain", headers=headers)
+
+    @app.get("/models", response_class=HTMLResponse)
+    def models(user=current_user) -> HTMLResponse:
+        return render("models.html", models=pages.models_view(get_hook(), readable_by(user)))
+
+    @app.get("/model", response_class=HTMLResponse)
+    def model(
+        name: str, metric: str | None = None, version: str | None = None, user=current_user
+    ) -> HTMLResponse:
+        view = pages.model_view(get_hook(), name, readable_by(user), metric)
+        if view is None:
+            return render(
+                "error.html", status=404, message=f"No model {name!r} with versions from DAGs you can read."
+            )
+        plot = chart.model_chart(view.points, view.metric or "")
+        return render("model.html", view=view, chart=plot, selected=version)
+
+    @app.get("/icon.svg")
+    def icon(user=current_user) -> Response:
+        return Response(ICON, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=86400"})
+
+    return app
+
+
+ICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#0194e2" '
+    'stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><path d="M3 17l5-6 4 4 8-10"/>'
+    '<path d="M15 5h5v5"/><path d="M3 21h18"/></svg>'
+)
