@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 from airflow_mlflow.plugins import listener
@@ -33,7 +35,10 @@ def test_tracked_dag_leaves_one_parent_and_five_children(store):
     assert payload["run_id"] == runs["report"].info.run_id
     assert payload["parent_run_id"] == runs["report"].data.tags["mlflow.parentRunId"]
     assert payload["run_url"] is None  # a SQLite store has no UI to link to
-    assert xcom_value(dag_run, "report", "_link_MLflowRunLink") == ""
+    # ... so the link leads to the task instance's MLflow tab of the Airflow UI.
+    assert xcom_value(dag_run, "report", "_link_MLflowRunLink") == (
+        f"dags/tracked_example/runs/{quote(dag_run.run_id, safe='')}/tasks/report/plugin/mlflow-task"
+    )
 
 
 def test_failing_dag_ends_parent_and_task_failed(store):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 
@@ -18,33 +19,60 @@ RUN_XCOM_KEY = "mlflow_run"
 VERSION_XCOM_KEY = "mlflow_model_version"
 
 
-def _xcom_url(ti_key: TaskInstanceKey, key: str, field: str) -> str:
+def _payload(ti_key: TaskInstanceKey, key: str) -> dict:
     from airflow.sdk.execution_time.xcom import XCom
 
     payload = XCom.get_value(ti_key=ti_key, key=key)
-    return (payload.get(field) or "") if isinstance(payload, dict) else ""
+    return payload if isinstance(payload, dict) else {}
+
+
+def _q(value: object) -> str:
+    return quote(str(value), safe="")
+
+
+def task_view_path(ti_key: TaskInstanceKey) -> str:
+    """The task instance's MLflow tab in the Airflow UI (relative to the UI's base URL)."""
+    mapped = f"/mapped/{ti_key.map_index}" if ti_key.map_index is not None and ti_key.map_index >= 0 else ""
+    task = f"dags/{_q(ti_key.dag_id)}/runs/{_q(ti_key.run_id)}/tasks/{_q(ti_key.task_id)}{mapped}"
+    return f"{task}/plugin/mlflow-task"
+
+
+def model_view_path(name: str, version: str | None = None) -> str:
+    """A model's page in the Airflow UI's "MLflow models" view (relative to the UI's base URL)."""
+    query = f"name={_q(name)}" + (f"&version={_q(version)}" if version else "")
+    return f"plugin/mlflow-models/mlflow/model?{query}"
 
 
 class MLflowRunLink(BaseOperatorLink):
     """
-    "MLflow Run": the task's run page in MLflow's UI.
+    "MLflow Run": the task's run in MLflow's UI when the connection knows one, else the task
+    instance's MLflow tab in the Airflow UI (the embedded store has no UI of its own).
 
-    Computed on the worker from the payload the task pushed; never calls MLflow.
+    Computed from the payload the task pushed; never calls MLflow.
     """
 
     name = "MLflow Run"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        return _xcom_url(ti_key, RUN_XCOM_KEY, "run_url")
+        payload = _payload(ti_key, RUN_XCOM_KEY)
+        if not payload:
+            return ""
+        return payload.get("run_url") or task_view_path(ti_key)
 
 
 class MLflowModelVersionLink(BaseOperatorLink):
-    """ "MLflow Model Version": the version a registry task or the gate worked on, in MLflow's UI."""
+    """
+    "MLflow Model Version": the version a registry task or the gate worked on, in MLflow's UI
+    when one is known, else on the model's page of the Airflow UI's "MLflow models" view.
+    """
 
     name = "MLflow Model Version"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        return _xcom_url(ti_key, VERSION_XCOM_KEY, "url")
+        payload = _payload(ti_key, VERSION_XCOM_KEY)
+        if not payload.get("name"):
+            return ""
+        return payload.get("url") or model_view_path(payload["name"], payload.get("version"))
 
 
 def push_version_link(context: Context, hook: MLflowHook, name: str, version: str | None) -> None:
