@@ -44,6 +44,10 @@ HOST = "127.0.0.1"
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 START_TIMEOUT = float(os.environ.get("AMLF_E2E_START_TIMEOUT", "180"))
 ADMIN = "admin"
+#: The DAGs folder belongs to this team (Airflow's multi-team mode): only its members and admins
+#: may read its DAGs. The simple auth manager's users: name -> (role, team).
+DAGS_TEAM = "ml-team"
+USERS = {ADMIN: ("admin", None), "analyst": ("viewer", DAGS_TEAM), "outsider": ("viewer", "other-team")}
 
 # Inherited settings that would make the stack read a developer's config instead of ours.
 _SCRUBBED_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "MLFLOW_TRACKING_", "MLFLOW_REGISTRY_")
@@ -97,7 +101,8 @@ class AirflowStack:
         self.mlflow_server_url = mlflow_server_url
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
-        self.password = secrets.token_urlsafe(12)
+        self.passwords = {name: secrets.token_urlsafe(12) for name in USERS}
+        self.password = self.passwords[ADMIN]
         self.dbname: str | None = None
         self.db_uri: str | None = None
         self.env: dict[str, str] = {}
@@ -117,7 +122,15 @@ class AirflowStack:
         }
         venv_bin = str(Path(sys.executable).parent)
         passwords = self.workdir / "simple_auth_passwords.json"
-        passwords.write_text(json.dumps({ADMIN: self.password}))
+        passwords.write_text(json.dumps(self.passwords))
+        bundles = [
+            {
+                "name": "dags-folder",
+                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                "kwargs": {},
+                "team_name": DAGS_TEAM,
+            }
+        ]
         env.update(
             AIRFLOW_HOME=str(self.home),
             PATH=os.pathsep.join([venv_bin, env.get("PATH", "")]),
@@ -149,8 +162,12 @@ class AirflowStack:
             AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
             AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
             AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
-            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{ADMIN}:admin",
+            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=",".join(
+                f"{name}:{role}" + (f":{team}" if team else "") for name, (role, team) in USERS.items()
+            ),
             AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords),
+            AIRFLOW__CORE__MULTI_TEAM="True",
+            AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(bundles),
         )
         if importlib.util.find_spec("asyncpg") is None:
             # Airflow derives postgresql+asyncpg:// for its async engine and dies at import when
@@ -178,10 +195,17 @@ class AirflowStack:
         # Bare postgresql:// means psycopg 3 to SQLAlchemy 2.1, which is not installed.
         self.db_uri = _with_database(PG_ADMIN_URI, self.dbname, driver="psycopg2")
         self.env = self._build_env()
-        migrate_log = self.logs / "db-migrate.log"
-        with migrate_log.open("wb") as log:
+        self._run_cli(["airflow", "db", "migrate"], "db-migrate")
+        for team in sorted({team for _, team in USERS.values() if team}):
+            self._run_cli(["airflow", "teams", "create", team], "teams")
+        for name in COMPONENTS:
+            self._launch(name)
+
+    def _run_cli(self, cmd: list[str], log_name: str) -> None:
+        log_path = self.logs / f"{log_name}.log"
+        with log_path.open("ab") as log:
             done = subprocess.run(
-                ["airflow", "db", "migrate"],
+                cmd,
                 env=self.env,
                 cwd=self.workdir,
                 stdin=subprocess.DEVNULL,
@@ -190,9 +214,7 @@ class AirflowStack:
                 timeout=START_TIMEOUT,
             )
         if done.returncode != 0:
-            raise StackError(f"airflow db migrate failed ({done.returncode}):\n{tail(migrate_log)}")
-        for name in COMPONENTS:
-            self._launch(name)
+            raise StackError(f"{' '.join(cmd)} failed ({done.returncode}):\n{tail(log_path)}")
 
     def _launch(self, name: str) -> None:
         cmd = ["airflow", name]
