@@ -45,3 +45,45 @@ def test_unknown_top_level_name_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         _ = airflow_mlflow.Nope
+
+
+LAYERS_PROBE = """
+import json, runpy, sys
+import airflow.sdk
+from airflow.sdk import task
+task.mlflow  # resolves the decorator through the provider info, as a DAG file does
+from airflow_mlflow import (
+    MLflowLogOperator, MLflowMetricThresholdSensor, MLflowPromoteModelOperator,
+    MLflowRegisterModelOperator, MLflowRollbackModelOperator, model_asset,
+)
+for path in sys.argv[1:]:
+    runpy.run_path(path)
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("airflow_mlflow."))))
+"""
+#: Needed only when a task runs, a trigger polls or the listener acts; never to parse a DAG file.
+EXECUTE_TIME_MODULES = {
+    "airflow_mlflow.hooks.mlflow",
+    "airflow_mlflow.hooks.tracking",
+    "airflow_mlflow.hooks.registry",
+    "airflow_mlflow.hooks.config",
+    "airflow_mlflow.runs",
+    "airflow_mlflow.gate",
+    "airflow_mlflow.triggers.registry",
+}
+
+
+def test_dag_files_using_the_operators_do_not_import_the_hook_layer():
+    files = example_dag_files() + [str(ROOT / "tests" / "dags" / n) for n in ("tracked.py", "registry.py")]
+    out = subprocess.run(
+        [sys.executable, "-c", LAYERS_PROBE, *files], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "airflow_mlflow.operators.registry" in loaded
+    assert loaded & EXECUTE_TIME_MODULES == set()
+
+
+def test_operators_spell_the_hooks_default_connection():
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+    from airflow_mlflow.operators.base import DEFAULT_CONN_ID
+
+    assert DEFAULT_CONN_ID == MLflowHook.default_conn_name

@@ -10,13 +10,13 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
 from airflow_mlflow.exceptions import translate
-from airflow_mlflow.hooks.mlflow import MLflowHook
-from airflow_mlflow.operators.base import TrackedRunMixin
+from airflow_mlflow.operators.base import DEFAULT_CONN_ID, TrackedRunMixin, make_hook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.bases.decorator import TaskDecorator
 
+    from airflow_mlflow.hooks.mlflow import MLflowHook
     from airflow_mlflow.runs import TaskRun
 
 
@@ -48,7 +48,7 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
         python_callable: Callable,
         op_args: Any,
         op_kwargs: Any,
-        mlflow_conn_id: str = MLflowHook.default_conn_name,
+        mlflow_conn_id: str = DEFAULT_CONN_ID,
         experiment_name: str | None = None,
         nested: bool = True,
         **kwargs: Any,
@@ -70,7 +70,7 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
 
     @cached_property
     def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+        return make_hook(self.mlflow_conn_id)
 
     def execute(self, context: Context) -> Any:
         return self.run_tracked(context, lambda task_run: self._call_in_run(task_run, context))

@@ -9,12 +9,25 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowTaskTerminated, AirflowTaskTimeout
 
-from airflow_mlflow.hooks.mlflow import MLflowHook
 from airflow_mlflow.links.mlflow import RUN_XCOM_KEY, MLflowRunLink
-from airflow_mlflow.runs import TaskRun, TaskRunContext, close_task_run, open_task_run
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+    from airflow_mlflow.runs import TaskRun, TaskRunContext
+
+#: ``MLflowHook.default_conn_name``, spelled out so that a DAG file importing the operators does
+#: not import the hook layer (the scheduler parses DAG files continuously; the hook is only
+#: needed when a task runs).
+DEFAULT_CONN_ID = "mlflow_default"
+
+
+def make_hook(mlflow_conn_id: str) -> MLflowHook:
+    """The task's hook, imported at execute time rather than at DAG-parse time."""
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+
+    return MLflowHook(mlflow_conn_id=mlflow_conn_id)
 
 
 class MLflowBaseOperator(BaseOperator):
@@ -28,13 +41,13 @@ class MLflowBaseOperator(BaseOperator):
     template_fields: Sequence[str] = ("mlflow_conn_id",)
     ui_color = "#d6ecfa"
 
-    def __init__(self, *, mlflow_conn_id: str = MLflowHook.default_conn_name, **kwargs: Any) -> None:
+    def __init__(self, *, mlflow_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.mlflow_conn_id = mlflow_conn_id
 
     @cached_property
     def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+        return make_hook(self.mlflow_conn_id)
 
 
 class TrackedRunMixin:
@@ -55,6 +68,8 @@ class TrackedRunMixin:
     _success_logged: bool = False
 
     def run_tracked(self, context: Context, body: Callable[[TaskRun], Any], run_id: str | None = None) -> Any:
+        from airflow_mlflow.runs import TaskRunContext, open_task_run
+
         self._run_ctx = ctx = TaskRunContext.from_context(context)
         self._success_logged = False
         task_run = open_task_run(
@@ -82,6 +97,8 @@ class TrackedRunMixin:
     def _close(self, outcome: str, error: BaseException | None = None) -> None:
         task_run, self._task_run = self._task_run, None
         if task_run is not None and self._run_ctx is not None:
+            from airflow_mlflow.runs import close_task_run
+
             logged = outcome == "success" and self._success_logged
             close_task_run(self.hook, task_run, self._run_ctx, outcome, error, state_logged=logged)
 

@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.assets import model_asset
 from airflow_mlflow.exceptions import MLflowConflictError, MLflowInputError
-from airflow_mlflow.hooks.mlflow import MLflowHook
-from airflow_mlflow.hooks.registry import normalize_stage
 from airflow_mlflow.links.mlflow import MLflowModelVersionLink, push_version_link
-from airflow_mlflow.operators.base import MLflowBaseOperator
+from airflow_mlflow.operators.base import DEFAULT_CONN_ID, MLflowBaseOperator
+from airflow_mlflow.validation import normalize_stage
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, Context
@@ -38,7 +37,7 @@ class _RegistryOperator(MLflowBaseOperator):
 
     def _with_own_outlet(self, kwargs: dict[str, Any], name: str) -> dict[str, Any]:
         """Add this operator's model asset to ``outlets`` when the model name is known at parse time."""
-        self.mlflow_conn_id = kwargs.get("mlflow_conn_id", MLflowHook.default_conn_name)
+        self.mlflow_conn_id = kwargs.get("mlflow_conn_id", DEFAULT_CONN_ID)
         if not _is_template(name) and not any(_is_template(v) for v in self._asset_args()):
             kwargs["outlets"] = [*(kwargs.get("outlets") or []), self._asset()]
         return kwargs

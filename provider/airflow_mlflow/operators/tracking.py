@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.operators.base import MLflowBaseOperator, TrackedRunMixin
-from airflow_mlflow.runs import attempt_tags
 from airflow_mlflow.validation import validate_metrics, validate_params, validate_tags
 
 if TYPE_CHECKING:
@@ -102,6 +101,8 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
         return targets
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlflow.runs import attempt_tags
+
         for name, value in (("params", self.mlflow_params), ("metrics", self.metrics), ("tags", self.tags)):
             if not isinstance(value, Mapping):
                 raise MLflowInputError(

@@ -11,13 +11,14 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_mlflow.exceptions import MLflowInputError
-from airflow_mlflow.hooks.mlflow import MLflowHook
 from airflow_mlflow.links.mlflow import MLflowModelVersionLink, push_version_link
+from airflow_mlflow.operators.base import DEFAULT_CONN_ID, make_hook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_mlflow.gate import Verdict
+    from airflow_mlflow.hooks.mlflow import MLflowHook
 
 
 class MLflowMetricThresholdSensor(BaseSensorOperator):
@@ -69,7 +70,7 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
         stage: str | None = None,
         baseline: str | None = "champion",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        mlflow_conn_id: str = MLflowHook.default_conn_name,
+        mlflow_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -86,7 +87,7 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+        return make_hook(self.mlflow_conn_id)
 
     def execute(self, context: Context) -> Any:
         push_version_link(context, self.hook, self.model_name, self.version)
