@@ -11,6 +11,11 @@ Thresholds carry MLflow's ``MetricThreshold`` fields and semantics:
 Bounds are inclusive, within float rounding. Without a baseline (the first model) only
 ``threshold`` applies. A metric the candidate has not
 logged yet makes the verdict ``waiting``; every other outcome is final.
+
+A poll reads as little as decides: the candidate's metrics first, and the baseline only when it
+can change the outcome (every metric is logged, or a logged one is held against the baseline).
+So a gate waiting for its candidate's metrics costs one request per poll once its candidate
+version is pinned (``version=``: resolved on the first poll, then kept).
 """
 
 from __future__ import annotations
@@ -172,6 +177,10 @@ def _required(t: Threshold, baseline: float | None) -> list[tuple[str, float]]:
     return bounds
 
 
+def _against_baseline(t: Threshold) -> bool:
+    return t.min_absolute_change is not None or t.min_relative_change is not None
+
+
 def _reaches(value: float, bound: float, greater_is_better: bool) -> bool:
     """Bounds are inclusive, within float rounding (0.8 + 0.05 is 0.8500000000000001)."""
     if math.isclose(value, bound, rel_tol=1e-12, abs_tol=1e-12):
@@ -186,13 +195,23 @@ def evaluate(
     baseline: str | None,
     baseline_metrics: Mapping[str, float],
     thresholds: Mapping[str, Threshold],
+    *,
+    baseline_pending: bool = False,
 ) -> Verdict:
-    """Compare metric by metric; pure, so it is the same in a sensor, a trigger and a test."""
+    """
+    Compare metric by metric; pure, so it is the same in a sensor, a trigger and a test.
+
+    ``baseline_pending``: the baseline exists but was not read yet (see :class:`Gate`); its
+    bounds are named, not applied.
+    """
     checks = []
     for metric, t in thresholds.items():
         base = baseline_metrics.get(metric) if baseline else None
         bounds = _required(t, base)
-        required = " and ".join(desc for desc, _ in bounds) or "nothing (no baseline yet)"
+        descriptions = [desc for desc, _ in bounds]
+        if baseline_pending and _against_baseline(t):
+            descriptions.append("the baseline's bounds (read once every metric is logged)")
+        required = " and ".join(descriptions) or "nothing (no baseline yet)"
         value = candidate_metrics.get(metric)
         if value is None:
             verdict = WAITING
@@ -226,6 +245,72 @@ def resolve_baseline(hook: MLflowHook, model_name: str, baseline: str | None) ->
     return hook.get_version_by_alias(model_name, baseline)
 
 
+class Gate:
+    """
+    The gate for one candidate, polled until it decides. Reads MLflow only, through the hook.
+
+    Keeps what cannot change between polls: a candidate given by ``version`` is looked up once.
+    A candidate behind an alias or a stage is looked up on every poll, since either may move.
+    """
+
+    def __init__(
+        self,
+        hook: MLflowHook,
+        *,
+        model_name: str,
+        thresholds: Mapping[str, Any],
+        version: str | None = None,
+        alias: str | None = None,
+        stage: str | None = None,
+        baseline: str | None = "champion",
+    ) -> None:
+        self.hook = hook
+        self.model_name = model_name
+        self.thresholds = parse_thresholds(thresholds)
+        self.version, self.alias, self.stage, self.baseline = version, alias, stage, baseline
+        self._pinned: VersionRecord | None = None
+
+    def _candidate(self) -> VersionRecord | None:
+        if not self.version:
+            return resolve_candidate(self.hook, self.model_name, None, self.alias, self.stage)
+        if self._pinned is None:
+            self._pinned = resolve_candidate(self.hook, self.model_name, self.version, None, None)
+        return self._pinned
+
+    def _baseline_can_decide(self, metrics: Mapping[str, float]) -> bool:
+        """
+        Whether reading the baseline could change a verdict that is ``waiting`` without it: only
+        when a logged metric is held against the baseline (it may already fail that bound).
+        """
+        return any(metric in metrics and _against_baseline(t) for metric, t in self.thresholds.items())
+
+    def evaluate(self) -> Verdict:
+        """One poll: read the candidate and its metrics, then the baseline if it matters, and decide."""
+        candidate = self._candidate()
+        if candidate is None:
+            where = f"alias {self.alias!r}" if self.alias else f"stage {self.stage or 'Staging'!r}"
+            return Verdict(self.model_name, None, None, WAITING, reason=f"no version behind {where} yet")
+        metrics = self.hook.version_metrics(candidate)
+        early = evaluate(
+            self.model_name,
+            candidate.version,
+            metrics,
+            None,
+            {},
+            self.thresholds,
+            baseline_pending=bool(self.baseline),
+        )
+        if early.status == WAITING and not self._baseline_can_decide(metrics):
+            return early  # the same status as with the baseline, one or two requests fewer
+        base = resolve_baseline(self.hook, self.model_name, self.baseline)
+        if base is not None and base.version == candidate.version:
+            base = None  # the candidate is already the baseline: only absolute thresholds mean anything
+        base_metrics = self.hook.version_metrics(base) if base else {}
+        return evaluate(
+            self.model_name, candidate.version, metrics, base and base.version, base_metrics, self.thresholds
+        )
+
+
 def evaluate_gate(
     hook: MLflowHook,
     *,
@@ -236,22 +321,13 @@ def evaluate_gate(
     stage: str | None = None,
     baseline: str | None = "champion",
 ) -> Verdict:
-    """Read the candidate, the baseline and their metrics, and decide. Only reads MLflow."""
-    parsed = parse_thresholds(thresholds)
-    candidate = resolve_candidate(hook, model_name, version, alias, stage)
-    if candidate is None:
-        where = f"alias {alias!r}" if alias else f"stage {stage or 'Staging'!r}"
-        return Verdict(model_name, None, None, WAITING, reason=f"no version behind {where} yet")
-    base = resolve_baseline(hook, model_name, baseline)
-    if base is not None and base.version == candidate.version:
-        base = None  # the candidate is already the baseline: only absolute thresholds mean anything
-    base_metrics = hook.version_metrics(base) if base else {}
-    verdict = evaluate(
-        model_name,
-        candidate.version,
-        hook.version_metrics(candidate),
-        base and base.version,
-        base_metrics,
-        parsed,
-    )
-    return verdict
+    """One poll of a :class:`Gate` (nothing kept between calls)."""
+    return Gate(
+        hook,
+        model_name=model_name,
+        thresholds=thresholds,
+        version=version,
+        alias=alias,
+        stage=stage,
+        baseline=baseline,
+    ).evaluate()

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
 from airflow_mlflow.exceptions import MLflowInputError
-from airflow_mlflow.gate import PASSED, REJECTED, WAITING, Verdict, evaluate, parse_thresholds
+from airflow_mlflow.gate import (
+    PASSED,
+    REJECTED,
+    WAITING,
+    Gate,
+    Verdict,
+    evaluate,
+    evaluate_gate,
+    parse_thresholds,
+)
 from airflow_mlflow.hooks.mlflow import MLflowHook
 from airflow_mlflow.triggers.registry import MLflowMetricThresholdTrigger
 
@@ -146,3 +156,111 @@ def test_trigger_reports_errors_as_an_event(store):
     event = first_event(MLflowMetricThresholdTrigger(**{**TRIGGER_KWARGS, "model_name": "missing"}))
     assert event.payload["status"] == "error"
     assert "model 'missing' version 1" in event.payload["message"]
+
+
+# -- what a poll reads ---------------------------------------------------------------------------
+
+#: MlflowClient calls that each make one request to a tracking server.
+READS = (
+    "get_model_version",
+    "get_model_version_by_alias",
+    "search_model_versions",
+    "get_run",
+    "get_logged_model",
+)
+
+
+class CountingHook(MLflowHook):
+    """The real hook, counting the client calls a poll makes (each is one request on a server)."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads: list[str] = []
+        for name in READS:
+            real = getattr(self.client, name)
+            setattr(self.client, name, self._counted(name, real))
+
+    def _counted(self, name, real):
+        def call(*args, **kwargs):
+            self.reads.append(name)
+            return real(*args, **kwargs)
+
+        return call
+
+    def poll(self, gate):
+        self.reads = []
+        return gate.evaluate(), self.reads
+
+
+@pytest.fixture
+def models(store):
+    """Model ``m``: version 1 (accuracy 0.8) behind ``champion``; version 2's run has no metrics yet."""
+    client = store.client
+    exp = client.create_experiment("gate-polls")
+    client.create_registered_model("m")
+    runs = []
+    for version in ("1", "2"):
+        run = client.create_run(exp)
+        runs.append(run.info.run_id)
+        client.create_model_version("m", f"file:///tmp/{version}", run_id=run.info.run_id)
+    client.log_metric(runs[0], "accuracy", 0.8)
+    client.log_metric(runs[0], "f1", 0.7)
+    client.set_registered_model_alias("m", "champion", "1")
+    return SimpleNamespace(client=client, champion_run=runs[0], candidate_run=runs[1])
+
+
+def same_decision(verdict, thresholds, **gate):
+    """The verdict a fresh, one-shot evaluation reaches (evaluated_at aside)."""
+    fresh = evaluate_gate(MLflowHook(), model_name="m", thresholds=thresholds, **gate)
+    return verdict.to_json() | {"evaluated_at": 0} == fresh.to_json() | {"evaluated_at": 0}
+
+
+def test_a_waiting_pinned_gate_reads_only_the_candidates_run(models):
+    thresholds = {"accuracy": {"threshold": 0.5, "min_absolute_change": 0.05}}
+    hook = CountingHook()
+    gate = Gate(hook, model_name="m", thresholds=thresholds, version="2")
+    verdict, reads = hook.poll(gate)
+    assert (verdict.status, reads) == (WAITING, ["get_model_version", "get_run"])
+    assert verdict.baseline_version is None
+    assert "the baseline's bounds (read once every metric is logged)" in verdict.checks[0].required
+    verdict, reads = hook.poll(gate)
+    assert (verdict.status, reads) == (WAITING, ["get_run"])  # one request per poll while waiting
+
+    models.client.log_metric(models.candidate_run, "accuracy", 0.9)
+    verdict, reads = hook.poll(gate)
+    assert (verdict.status, verdict.baseline_version) == (PASSED, "1")
+    assert reads == ["get_run", "get_model_version_by_alias", "get_run"]
+    assert same_decision(verdict, thresholds, version="2")
+
+
+def test_a_logged_metric_held_against_the_baseline_still_rejects_at_once(models):
+    thresholds = {"accuracy": {"min_absolute_change": 0.05}, "f1": {"threshold": 0.5}}
+    models.client.log_metric(models.candidate_run, "accuracy", 0.82)  # f1 not logged yet
+    hook = CountingHook()
+    verdict, reads = hook.poll(Gate(hook, model_name="m", thresholds=thresholds, version="2"))
+    assert verdict.status == REJECTED  # 0.82 < champion 0.8 + 0.05, whatever f1 turns out to be
+    assert "get_model_version_by_alias" in reads
+    assert same_decision(verdict, thresholds, version="2")
+
+
+def test_a_logged_metric_under_an_absolute_threshold_waits_without_the_baseline(models):
+    thresholds = {"accuracy": {"threshold": 0.5}, "f1": {"min_relative_change": 0.1}}
+    models.client.log_metric(models.candidate_run, "accuracy", 0.9)  # f1 not logged yet
+    hook = CountingHook()
+    verdict, reads = hook.poll(Gate(hook, model_name="m", thresholds=thresholds, version="2"))
+    assert (verdict.status, reads) == (WAITING, ["get_model_version", "get_run"])
+    models.client.log_metric(models.candidate_run, "f1", 0.7)  # not 10% above the champion's 0.7
+    verdict = evaluate_gate(MLflowHook(), model_name="m", thresholds=thresholds, version="2")
+    assert (verdict.status, verdict.baseline_version) == (REJECTED, "1")
+
+
+def test_a_candidate_behind_an_alias_is_looked_up_on_every_poll(models):
+    thresholds = {"accuracy": {"threshold": 0.5}}
+    models.client.set_registered_model_alias("m", "challenger", "2")
+    hook = CountingHook()
+    gate = Gate(hook, model_name="m", thresholds=thresholds, alias="challenger", baseline=None)
+    assert hook.poll(gate)[0].status == WAITING
+    models.client.set_registered_model_alias("m", "challenger", "1")  # the alias moves while waiting
+    verdict, reads = hook.poll(gate)
+    assert (verdict.status, verdict.candidate_version) == (PASSED, "1")
+    assert reads == ["get_model_version_by_alias", "get_run"]

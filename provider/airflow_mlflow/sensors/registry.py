@@ -17,7 +17,7 @@ from airflow_mlflow.operators.base import DEFAULT_CONN_ID, make_hook
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_mlflow.gate import Verdict
+    from airflow_mlflow.gate import Gate, Verdict
     from airflow_mlflow.hooks.mlflow import MLflowHook
 
 
@@ -117,10 +117,17 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
             "baseline": self.baseline,
         }
 
-    def poke(self, context: Context) -> PokeReturnValue | bool:
-        from airflow_mlflow.gate import WAITING, evaluate_gate
+    @cached_property
+    def _poller(self) -> Gate:
+        """Kept across pokes in ``poke`` mode, so a pinned candidate version is looked up once."""
+        from airflow_mlflow.gate import Gate
 
-        verdict = evaluate_gate(self.hook, **self._gate())
+        return Gate(self.hook, **self._gate())
+
+    def poke(self, context: Context) -> PokeReturnValue | bool:
+        from airflow_mlflow.gate import WAITING
+
+        verdict = self._poller.evaluate()
         if verdict.status == WAITING:
             self.log.info("%s", verdict.report())
             return False

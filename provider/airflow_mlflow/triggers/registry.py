@@ -78,12 +78,14 @@ class MLflowMetricThresholdTrigger(BaseTrigger):
         return MLflowHook.from_connection(conn, self.mlflow_conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_mlflow.gate import WAITING, evaluate_gate
+        from airflow_mlflow.gate import WAITING, Gate
 
         try:
-            hook = await self._hook()
+            # One Gate for every poll: a pinned candidate version is looked up once, and while its
+            # metrics are missing a poll is one request (the candidate's run).
+            gate = Gate(await self._hook(), **self._gate())
             while True:
-                verdict = await asyncio.to_thread(lambda: evaluate_gate(hook, **self._gate()))
+                verdict = await asyncio.to_thread(gate.evaluate)
                 if verdict.status != WAITING:
                     yield TriggerEvent({"status": "done", "verdict": verdict.to_json()})
                     return
