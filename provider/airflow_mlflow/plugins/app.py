@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_mlflow.exceptions import MLflowInputError, MLflowProviderError, MLflowResourceNotFoundError
 
@@ -98,6 +99,18 @@ def create_app() -> FastAPI:
         # Versions registered outside Airflow belong to no DAG: shown to who may read DAGs at all.
         unowned = manager.is_authorized_dag(method="GET", user=user)
         return lambda dag_id: dag_id in dag_ids if dag_id else unowned
+
+    @app.exception_handler(StarletteHTTPException)
+    def refused(request: Request, err: StarletteHTTPException) -> HTMLResponse:
+        """Airflow's auth dependencies answer in JSON; a page in the UI's frame says it in words."""
+        dag_id = request.query_params.get("dag_id")
+        messages = {
+            401: "Log in to Airflow to see its MLflow views.",
+            403: f"You may not read DAG {dag_id!r}: ask an admin for access." if dag_id else "Access denied.",
+        }
+        return render(
+            "error.html", status=err.status_code, message=messages.get(err.status_code, str(err.detail))
+        )
 
     @app.exception_handler(MLflowProviderError)
     def mlflow_failed(request: Request, err: MLflowProviderError) -> HTMLResponse:
