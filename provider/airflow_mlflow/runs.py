@@ -222,16 +222,19 @@ def close_task_run(
     error: BaseException | None = None,
     *,
     state_logged: bool = False,
+    ended_as: str | None = None,
 ) -> None:
     """
     Record how this attempt ended (unless the task already logged :func:`attempt_tags` with its
-    own batch), and end the run with the matching status.
+    own batch), and end the run with the matching status (unless the task already ended it with
+    that status: ``ended_as``).
     """
     if not task_run.owned:
         return
     if not state_logged:
         hook.log_batch(task_run.run_id, tags=attempt_tags(ctx, outcome, error))
-    hook.set_run_status(task_run.run_id, TASK_STATUS[outcome])
+    if ended_as != TASK_STATUS[outcome]:
+        hook.set_run_status(task_run.run_id, TASK_STATUS[outcome])
 
 
 def _ensure_parent(hook: MLflowHook, experiment_id: str, ctx: TaskRunContext) -> str:

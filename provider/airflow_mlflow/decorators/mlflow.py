@@ -79,12 +79,37 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
         import mlflow
         from mlflow.exceptions import MlflowException
 
+        from airflow_mlflow.hooks.mlflow import _scoped_environment
+
+        body_error: BaseException | None = None
+        ends_ours = False
         try:
-            with self.hook.user_code_env(), mlflow.start_run(run_id=task_run.run_id):
-                return super().execute(context)
-        except MlflowException as err:
-            # e.g. a retry logging a changed param: MLflow's error code decides if a retry could help.
-            raise translate(err, f"MLflow run {task_run.run_id} of task {self.task_id!r}") from err
+            # MLflow reads the run back to print its URL when the run ends; the task log has it already.
+            with (
+                self.hook.user_code_env(),
+                _scoped_environment({"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}),
+                mlflow.start_run(run_id=task_run.run_id),
+            ):
+                try:
+                    result = super().execute(context)
+                except BaseException as err:
+                    body_error = err
+                    raise
+                finally:
+                    # Leaving the block ends the run on top of MLflow's stack: ours, unless the
+                    # function ended it itself or left a run of its own open.
+                    top = mlflow.active_run()
+                    ends_ours = top is not None and top.info.run_id == task_run.run_id
+        except BaseException as err:
+            if ends_ours and err is body_error:  # MLflow ended the run FAILED on the way out
+                self._ended_as = "FAILED"
+            if isinstance(err, MlflowException):
+                # e.g. a retry logging a changed param: MLflow's error code decides if a retry could help.
+                raise translate(err, f"MLflow run {task_run.run_id} of task {self.task_id!r}") from err
+            raise
+        if ends_ours:
+            self._ended_as = "FINISHED"
+        return result
 
 
 def mlflow_task(

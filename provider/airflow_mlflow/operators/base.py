@@ -66,12 +66,16 @@ class TrackedRunMixin:
     _run_ctx: TaskRunContext | None = None
     #: Set by a body that logged ``attempt_tags(ctx, "success")`` in its own batch (one request fewer).
     _success_logged: bool = False
+    #: Set by a body that ended the run itself (``@task.mlflow``: MLflow's fluent API on leaving
+    #: the run): the status it left, which closing does not set again.
+    _ended_as: str | None = None
 
     def run_tracked(self, context: Context, body: Callable[[TaskRun], Any], run_id: str | None = None) -> Any:
         from airflow_mlflow.runs import TaskRunContext, open_task_run
 
         self._run_ctx = ctx = TaskRunContext.from_context(context)
         self._success_logged = False
+        self._ended_as = None
         task_run = open_task_run(
             self.hook, ctx, experiment_name=self.experiment_name, nested=self.nested, run_id=run_id
         )
@@ -100,7 +104,15 @@ class TrackedRunMixin:
             from airflow_mlflow.runs import close_task_run
 
             logged = outcome == "success" and self._success_logged
-            close_task_run(self.hook, task_run, self._run_ctx, outcome, error, state_logged=logged)
+            close_task_run(
+                self.hook,
+                task_run,
+                self._run_ctx,
+                outcome,
+                error,
+                state_logged=logged,
+                ended_as=self._ended_as,
+            )
 
     def _close_quietly(self, outcome: str, error: BaseException | None = None) -> None:
         """Close on a failure path without hiding the task's own error behind MLflow's."""
