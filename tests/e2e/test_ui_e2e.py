@@ -214,7 +214,7 @@ def test_a_user_without_access_to_the_dag_is_refused(airflow_stack, retrained, s
 
     refused = request.get(f"{stack.url}/mlflow/dag-run?dag_id={DAG_ID}&run_id={day3}")
     assert refused.status == 403, refused.text()
-    assert f"You may not read DAG '{DAG_ID}'" in refused.text()
+    assert f"You may not read DAG {DAG_ID}:" in refused.text()
     assert "breast_cancer" not in refused.text() and "accuracy" not in refused.text()
     refused = request.get(f"{stack.url}/mlflow/task?dag_id={DAG_ID}&run_id={day3}&task_id=train")
     assert refused.status == 403, refused.text()
@@ -228,7 +228,7 @@ def test_a_user_without_access_to_the_dag_is_refused(airflow_stack, retrained, s
     outsider.shot("7-outsider-models")
     # The DAG run's MLflow tab, as the Airflow UI would frame it for them.
     outsider.open(f"dags/{DAG_ID}/runs/{day3}/plugin/mlflow-dag-run")
-    outsider.frame("MLflow").get_by_text(f"You may not read DAG '{DAG_ID}'").wait_for()
+    outsider.frame("MLflow").get_by_text(f"You may not read DAG {DAG_ID}:").wait_for()
     outsider.shot("8-outsider-refused")
 
     # Without a login at all.

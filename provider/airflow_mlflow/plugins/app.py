@@ -106,7 +106,7 @@ def create_app() -> FastAPI:
         dag_id = request.query_params.get("dag_id")
         messages = {
             401: "Log in to Airflow to see its MLflow views.",
-            403: f"You may not read DAG {dag_id!r}: ask an admin for access." if dag_id else "Access denied.",
+            403: f"You may not read DAG {dag_id}: ask an admin for access." if dag_id else "Access denied.",
         }
         return render(
             "error.html", status=err.status_code, message=messages.get(err.status_code, str(err.detail))
