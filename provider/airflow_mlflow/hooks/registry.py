@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow_mlflow.exceptions import MLflowInputError
+from airflow_mlflow.hooks.tracking import all_pages
 from airflow_mlflow.validation import normalize_stage, validate_tags
 
 #: Registered-model tag holding the champion history (JSON list, newest last).
@@ -164,14 +165,10 @@ class RegistryVerbs:
 
     def list_models(self) -> list[ModelRecord]:
         """Every registered model (all pages), by name."""
-        found, token = [], None
         with self._call("registered models"):
-            while True:
-                page = self.client.search_registered_models(max_results=1000, page_token=token)
-                found.extend(page)
-                token = page.token
-                if not token:
-                    break
+            found = all_pages(
+                lambda token: self.client.search_registered_models(max_results=1000, page_token=token)
+            )
         return sorted((ModelRecord.from_model(m) for m in found), key=lambda m: m.name)
 
     def get_model(self, name: str) -> ModelRecord:

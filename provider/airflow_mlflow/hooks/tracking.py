@@ -71,6 +71,17 @@ class ArtifactEntry:
     size: int | None = None
 
 
+def all_pages(search: Callable[[str | None], Any]) -> list:
+    """Every item of a paged MLflow search: ``search(page_token)`` until no token comes back."""
+    found, token = [], None
+    while True:
+        page = search(token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
 def _batches(
     params: dict[str, str], metrics: list, tags: dict[str, str]
 ) -> Iterator[tuple[list, list, list]]:
@@ -188,31 +199,25 @@ class TrackingVerbs:
         with self._call(f"runs of experiment {', '.join(ids[:3])}{' …' if len(ids) > 3 else ''}"):
             # The REST API takes a bounded list of experiments per search.
             for start in range(0, len(ids), MAX_EXPERIMENTS_PER_SEARCH):
-                token = None
-                while True:
-                    page = self.client.search_runs(
-                        ids[start : start + MAX_EXPERIMENTS_PER_SEARCH],
-                        filter_string=" and ".join(clauses),
-                        max_results=1000,
-                        order_by=["attributes.start_time ASC"],
-                        page_token=token,
+                runs += all_pages(
+                    lambda token, batch=ids[start : start + MAX_EXPERIMENTS_PER_SEARCH]: (
+                        self.client.search_runs(
+                            batch,
+                            filter_string=" and ".join(clauses),
+                            max_results=1000,
+                            order_by=["attributes.start_time ASC"],
+                            page_token=token,
+                        )
                     )
-                    runs.extend(page)
-                    token = page.token
-                    if not token:
-                        break
+                )
         return sorted((RunRecord.from_run(r) for r in runs), key=lambda r: (r.start_time, r.run_id))
 
     def list_experiments(self) -> list[ExperimentRecord]:
         """Every active experiment (all pages), the provider's hidden bookkeeping ones excluded."""
-        found, token = [], None
         with self._call("experiments"):
-            while True:
-                page = self.client.search_experiments(max_results=1000, page_token=token)
-                found.extend(page)
-                token = page.token
-                if not token:
-                    break
+            found = all_pages(
+                lambda token: self.client.search_experiments(max_results=1000, page_token=token)
+            )
         return [
             ExperimentRecord(e.experiment_id, dict(e.tags or {}), e.name)
             for e in found
