@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.hooks.mlflow import MLflowHook
 from airflow_mlflow.plugins import chart, listener, pages
 from tests.dags import registry as registry_dags
@@ -81,7 +82,7 @@ def test_task_view_reads_metric_history_and_artifact_content(tracked):
 
     report, _ = pages.task_view(hook, "tracked_example", dag_run.run_id, "report", -1)
     assert hook.read_artifact(report.run.run_id, "report.txt", 1000) == b"fold scores\n"
-    with pytest.raises(Exception, match="limit 5"):
+    with pytest.raises(MLflowInputError, match=r"report.txt.* is 12 bytes \(limit 5\)"):
         hook.read_artifact(report.run.run_id, "report.txt", 5)
 
 

@@ -397,12 +397,17 @@ class TrackingVerbs:
             )
         with self._call(f"artifact {path!r} of run {run_id}"):
             if self.config.is_http:
-                return self._rest_get_bytes("/get-artifact", {"run_id": run_id, "path": path}, max_bytes)
-            import tempfile
+                data = self._rest_get_bytes("/get-artifact", {"run_id": run_id, "path": path}, max_bytes)
+            else:
+                import tempfile
 
-            with tempfile.TemporaryDirectory() as tmp:
-                local = Path(self.client.download_artifacts(run_id, path, tmp))
-                return local.read_bytes()[: max_bytes + 1]
+                with tempfile.TemporaryDirectory() as tmp:
+                    data = Path(self.client.download_artifacts(run_id, path, tmp)).read_bytes()
+        if len(data) > max_bytes:  # the listing did not know its size
+            raise MLflowInputError(
+                f"artifact {path!r} of run {run_id} is over the limit of {max_bytes} bytes"
+            )
+        return data
 
     def run_url(self, experiment_id: str, run_id: str) -> str | None:
         """Run page in MLflow's UI, when a UI is known for this connection."""

@@ -33,6 +33,9 @@ MAX_ARTIFACT_BYTES = 10 * 1024 * 1024
 HOOK_TTL_SECONDS = 300
 _INLINE_TYPES = {"text/plain", "application/json", "image/png", "image/jpeg", "image/svg+xml", "text/csv"}
 
+#: What the views answer when MLflow refuses (anything else is a bad gateway: MLflow failed).
+_ERROR_STATUS = ((MLflowResourceNotFoundError, 404), (MLflowInputError, 400))
+
 _hooks: dict[str, tuple[float, MLflowHook]] = {}
 _hooks_lock = threading.Lock()
 
@@ -77,7 +80,7 @@ def create_app() -> FastAPI:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    templates.globals.update(sparkline=chart.sparkline, model_chart=chart.model_chart)
+    templates.globals.update(sparkline=chart.sparkline)
     templates.filters["fmt"] = lambda v: f"{v:.6g}" if isinstance(v, float) else v
 
     app = FastAPI(title="MLflow for Airflow", docs_url=None, redoc_url=None, openapi_url=None)
@@ -114,13 +117,7 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(MLflowProviderError)
     def mlflow_failed(request: Request, err: MLflowProviderError) -> HTMLResponse:
-        status = (
-            404
-            if isinstance(err, MLflowResourceNotFoundError)
-            else 400
-            if isinstance(err, MLflowInputError)
-            else 502
-        )
+        status = next((code for kind, code in _ERROR_STATUS if isinstance(err, kind)), 502)
         return render("error.html", status=status, message=str(err))
 
     @app.get("/dag-run", response_class=HTMLResponse, dependencies=read_run)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.hooks.registry import HISTORY_TAG
-from airflow_mlflow.runs import DAG_RUN_KEY, PARENT, ROLE, TI_KEY, TaskRunContext
+from airflow_mlflow.runs import DAG_RUN_KEY, ROLE, TI_KEY, TaskRunContext
 
 if TYPE_CHECKING:
     from airflow_mlflow.hooks.mlflow import MLflowHook
@@ -150,13 +150,13 @@ def dag_run_view(hook: MLflowHook, dag_id: str, run_id: str) -> DagRunView:
     versions = _dag_run_versions(hook, dag_id, run_id, [t.run.run_id for t in tasks])
     for task in tasks:
         task.versions = [v for v in versions if v.record.run_id == task.run.run_id]
-    anchor = parent or (tasks[0].run if tasks else None)
+    anchor = parent or (tasks[0].run if tasks else None)  # which experiment the DAG run logs to
     return DagRunView(
         dag_id=dag_id,
         run_id=run_id,
         parent=parent,
         experiment=experiments.get(anchor.experiment_id, "") if anchor else "",
-        mlflow_url=hook.run_url(anchor.experiment_id, parent.run_id) if parent and anchor else None,
+        mlflow_url=hook.run_url(parent.experiment_id, parent.run_id) if parent else None,
         tasks=tasks,
         versions=versions,
     )
@@ -189,10 +189,6 @@ def task_view(
     for key in sorted(run.metrics)[:MAX_HISTORIES]:
         view.histories[key] = hook.metric_history(run.run_id, key)
     return view, versions
-
-
-def parent_of(run: RunRecord) -> str | None:
-    return run.tags.get(PARENT)
 
 
 # ------------------------------------------------------------------------------ registry
