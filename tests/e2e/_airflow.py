@@ -220,6 +220,10 @@ class AirflowStack:
         cmd = ["airflow", name]
         if name == "api-server":
             cmd += ["--port", str(self.port), "--host", HOST]
+        elif name == "triggerer":
+            # In multi-team mode a triggerer runs only the triggers of its team (without a team:
+            # only the triggers of team-less DAGs). Every DAG here belongs to DAGS_TEAM.
+            cmd += ["--team-name", DAGS_TEAM]
         log_path = self.logs / f"{name}.log"
         with log_path.open("ab") as log:
             log.write(f"$ {' '.join(cmd)}\n".encode())

@@ -3,6 +3,7 @@ artifacts with the connection's own credentials, never through its (shared) envi
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -24,7 +25,11 @@ def mlflow_env() -> dict[str, str]:
 def test_views_read_an_auth_server_with_the_connections_credentials(mlflow_auth_server, monkeypatch):
     user, password = "carol", "carol-password-123"
     mlflow_auth_server.create_user(user, password)
-    use_server(monkeypatch, mlflow_auth_server.url, user, password)
+    host, port = mlflow_auth_server.url.removeprefix("http://").split(":")
+    # Her own experiment: other tests' users own "tracked_example" on this server.
+    conn = {"conn_type": "mlflow", "host": host, "port": int(port), "schema": "http", "login": user}
+    conn.update(password=password, extra={"experiment_name": "ui-pages-carol"})
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(conn))
     for var in CREDENTIAL_VARS:
         monkeypatch.delenv(var, raising=False)
     dag_run = dags.tracked.test(run_conf=None)

@@ -68,6 +68,10 @@ HARNESS_LOCAL_ONLY = {
     "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT",
     "AIRFLOW__LOGGING__LOGGING_LEVEL",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
+    # Multi-team mode with the DAGs folder owned by a team: only the browser tests' permission
+    # checks (a user of another team) need it; a deployment chooses its own teams.
+    "AIRFLOW__CORE__MULTI_TEAM",
+    "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
 }
 # Identical in every Airflow container: tokens, encryption, database, topology.
 SHARED_SETTINGS = (
@@ -470,10 +474,20 @@ def read_harness(root: Path) -> Harness:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "COMPONENTS" for t in node.targets):
             components = tuple(ast.literal_eval(node.value))
     airflow_argv = [items for node in ast.walk(tree) if (items := _strings(node)) and items[0] == "airflow"]
-    api_flags = {
-        item
+    # `cmd += [...]` in the `if name == "api-server":` branch (other components have theirs).
+    api_branches = [
+        node
         for fn in _functions(tree, "_launch")
         for node in ast.walk(fn)
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Compare)
+        and any(isinstance(c, ast.Constant) and c.value == "api-server" for c in node.test.comparators)
+    ]
+    api_flags = {
+        item
+        for branch in api_branches
+        for stmt in branch.body
+        for node in ast.walk(stmt)
         if isinstance(node, ast.AugAssign)
         for item in _strings(node.value) or []
         if item and item.startswith("--")
@@ -516,6 +530,8 @@ def check_harness_parity(dep: Deployment, workdir: Path) -> list[str]:
         name = dep.running("airflow", component)
         if name not in dep.airflow_services:
             problems.append(f"no service built from {AIRFLOW_DOCKERFILE} runs `airflow {component}`")
+    if not {"--port", "--host"} <= harness.api_server_flags:
+        problems.append(f"{HARNESS}: cannot read the API server's flags ({harness.api_server_flags})")
     if api := dep.running("airflow", "api-server"):
         missing = sorted(f for f in harness.api_server_flags if option(dep.argv(api), f) is None)
         if missing:

@@ -54,13 +54,16 @@ def test_register_and_promote_emit_asset_events_with_the_versions(store):
     assert [{k: e[k] for k in ("name", "version", "previous_version", "run_id")} for e in registered] == [
         {"name": "gate_model", "version": "1", "previous_version": None, "run_id": run_id}
     ]
-    # The "MLflow Model Version" link payload; a SQLite store has no UI, so the link is empty.
+    # The "MLflow Model Version" link payload; a SQLite store has no UI, so no URL in it.
     assert xcom_value(dag_run, "promote", "mlflow_model_version") == {
         "name": "gate_model",
         "version": "1",
         "url": None,
     }
-    assert xcom_value(dag_run, "gate", "_link_MLflowModelVersionLink") == ""
+    # No MLflow UI for a SQLite store: the link leads to the version on the Airflow UI's models page.
+    assert xcom_value(dag_run, "gate", "_link_MLflowModelVersionLink") == (
+        "plugin/mlflow-models/mlflow/model?name=gate_model&version=1"
+    )
 
 
 @pytest.mark.parametrize(
