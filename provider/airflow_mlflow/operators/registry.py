@@ -18,9 +18,7 @@ if TYPE_CHECKING:
 
     from airflow_mlflow.hooks.registry import VersionRecord
 
-#: Registered-model tag holding the promotion history (JSON list, newest last).
-HISTORY_TAG = "airflow.champion_history"
-HISTORY_LIMIT = 40
+HISTORY_LIMIT = 40  # champion changes kept in the model's history tag
 #: Prefix of the (deleted, hence hidden) experiments that serialise champion changes.
 CLAIM_PREFIX = ".airflow-mlflow/champion-changes"
 
@@ -187,6 +185,8 @@ class _ChampionOperator(_RegistryOperator):
         return champion
 
     def _history(self) -> list[dict[str, Any]]:
+        from airflow_mlflow.hooks.registry import HISTORY_TAG
+
         raw = self.hook.get_model_tags(self.name).get(HISTORY_TAG)
         try:
             history = json.loads(raw) if raw else []
@@ -220,7 +220,7 @@ class _ChampionOperator(_RegistryOperator):
         return f"{lineage['dag_id']}/{lineage['run_id']}"
 
     def _append_history(self, history: list[dict[str, Any]], entry: dict[str, Any]) -> None:
-        from airflow_mlflow.hooks.registry import dumps
+        from airflow_mlflow.hooks.registry import HISTORY_TAG, dumps
 
         history = [*history, entry][-HISTORY_LIMIT:]
         while len(dumps(history)) > 7900 and len(history) > 1:  # MLflow tag values stop at 8000
