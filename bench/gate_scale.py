@@ -283,11 +283,22 @@ def measure_deferred(stack, db: MetadataDB, proxy, tree, client, run_ids, interv
     return steady, fire
 
 
+def times(value: float | None, precision: str) -> str:
+    """``1.3x``, or ``-`` when the baseline was zero (e.g. no request at all in a window)."""
+    return "-" if value is None else f"{value:{precision}f}x"
+
+
 def report(figure: Figure, n, interval, startup, idle, poke, deferred, fire) -> None:
     slots = min(n, PARALLELISM)
     per_poll = {
         "poke": poke["requests_per_s"] * interval / slots,
         "deferred": deferred["requests_per_s"] * interval / n,
+    }
+    vs = {
+        "cpu": times(ratio(deferred["triggerer_cpu_percent"], idle["triggerer_cpu_percent"]), ".1"),
+        "rss": times(ratio(deferred["triggerer_peak_rss_mb"], idle["triggerer_peak_rss_mb"]), ".2"),
+        "requests": times(ratio(deferred["requests_per_s"], poke["requests_per_s"]), ".1"),
+        "per_poll": times(ratio(per_poll["deferred"], per_poll["poke"]), ".2"),
     }
     polls_per_s = n / interval
     cpu_ms_per_poll = 10 * (deferred["triggerer_cpu_percent"] - idle["triggerer_cpu_percent"]) / polls_per_s
@@ -319,28 +330,28 @@ def report(figure: Figure, n, interval, startup, idle, poke, deferred, fire) -> 
                 idle["triggerer_cpu_percent"],
                 poke["triggerer_cpu_percent"],
                 deferred["triggerer_cpu_percent"],
-                f"{ratio(deferred['triggerer_cpu_percent'], idle['triggerer_cpu_percent']):.1f}x idle",
+                f"{vs['cpu']} idle",
             ],
             [
                 "triggerer peak RSS MB (process tree)",
                 idle["triggerer_peak_rss_mb"],
                 poke["triggerer_peak_rss_mb"],
                 deferred["triggerer_peak_rss_mb"],
-                f"{ratio(deferred['triggerer_peak_rss_mb'], idle['triggerer_peak_rss_mb']):.2f}x idle",
+                f"{vs['rss']} idle",
             ],
             [
                 "requests/s reaching MLflow",
                 idle["requests_per_s"],
                 poke["requests_per_s"],
                 deferred["requests_per_s"],
-                f"{ratio(deferred['requests_per_s'], poke['requests_per_s']):.1f}x poke",
+                f"{vs['requests']} poke",
             ],
             [
                 "requests per gate poll",
                 "-",
                 per_poll["poke"],
                 per_poll["deferred"],
-                f"{ratio(per_poll['deferred'], per_poll['poke']):.2f}x poke",
+                f"{vs['per_poll']} poke",
             ],
             ["triggerer CPU ms per gate poll", "-", "-", cpu_ms_per_poll, ""],
             [
@@ -374,9 +385,7 @@ def report(figure: Figure, n, interval, startup, idle, poke, deferred, fire) -> 
         f"{deferred['triggerer_cpu_percent']:.1f}% CPU, {deferred['triggerer_peak_rss_mb']:.0f} MB; "
         f"{deferred['requests_per_s']:.0f} requests/s; fires {fired_median:.1f} s "
         f"(p95 {fired_p95:.1f}) after the metric",
-        "ratio": f"slots 0/{poke['max_running']}; CPU "
-        f"{ratio(deferred['triggerer_cpu_percent'], idle['triggerer_cpu_percent']):.1f}x idle; RSS "
-        f"{ratio(deferred['triggerer_peak_rss_mb'], idle['triggerer_peak_rss_mb']):.2f}x idle",
+        "ratio": f"slots 0/{poke['max_running']}; CPU {vs['cpu']} idle; RSS {vs['rss']} idle",
     }
     figure.notes.append(
         f"Deferring the {n} gates took {to_defer['seconds']:.0f} s: each first runs on a worker "
