@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> Figure:
         key="parse",
         title="1. DAG-parse cost (runpy.run_path of one DAG file, airflow.sdk already imported)",
         metric="parse wall time",
-        target=f"provider within {TARGET - 1:.0%} of plain (wall time and peak RSS)",
+        target=f"provider within {TARGET - 1:.0%} of plain (wall time: the median and the fastest "
+        "round; peak RSS)",
     )
     with tempfile.TemporaryDirectory(prefix="bench-pycache-") as pycache:
         env = child_env(Path(pycache))
@@ -178,8 +179,13 @@ def run(args: argparse.Namespace) -> Figure:
     # The fastest round of each variant is the one least disturbed by other load on the machine.
     fastest = {name: min(s["wall_ms"] for s in samples[name]) for name in VARIANTS}
     fastest_ratio = ratio(fastest[PROVIDER], fastest[BASELINE])
+    paired = median(
+        [p["wall_ms"] / b["wall_ms"] for b, p in zip(samples[BASELINE], samples[PROVIDER], strict=True)]
+    )
     rss_ratio = ratio(med(PROVIDER, "peak_rss_mb"), base_rss)
-    figure.target_met = wall_ratio <= TARGET and rss_ratio <= TARGET
+    # Judged on the fastest rounds too: on a loaded machine the medians alone swing by more than
+    # the 5% being judged (0.96x to 1.39x in runs of the same code), and noise must not pass it.
+    figure.target_met = wall_ratio <= TARGET and fastest_ratio <= TARGET and rss_ratio <= TARGET
     figure.summary = {
         "baseline": f"plain: {base_wall:.0f} ms, {base_rss:.0f} MB; mlflow at top: "
         f"{med(AT_TOP, 'wall_ms'):.0f} ms, {med(AT_TOP, 'peak_rss_mb'):.0f} MB",
@@ -194,6 +200,8 @@ def run(args: argparse.Namespace) -> Figure:
     breakdown = {step: median([b[step] for b in breakdowns]) for step in breakdowns[0]}
     build_key = list(breakdown)[-1]
     plain_build = median([b[build_key] for b in plain_builds])
+    shared, *provider_steps, _ = breakdown  # Airflow modules plain imports too; ...; building the DAG
+    provider_only = sum(breakdown[step] for step in provider_steps)
     figure.details = {
         "rounds": rounds,
         "samples": samples,
@@ -206,6 +214,8 @@ def run(args: argparse.Namespace) -> Figure:
         f"Its parse in steps (median of {len(breakdowns)} runs, each import timed where first needed): "
         + "; ".join(f"{step} {ms:.1f} ms" for step, ms in breakdown.items())
         + f" (plain: {plain_build:.1f} ms to build its DAG)."
+        + f" The steps only the provider pays sum to {provider_only:.1f} ms, "
+        f"{provider_only / fastest[BASELINE]:.0%} of plain's fastest parse."
         + (
             " The hook layer (airflow_mlflow.hooks.*) and the run model were imported too."
             if hook_layer
@@ -214,7 +224,8 @@ def run(args: argparse.Namespace) -> Figure:
     )
     figure.notes.append(
         f"Fastest of {rounds} rounds, the least disturbed by other load: plain {fastest[BASELINE]:.1f} ms, "
-        f"provider {fastest[PROVIDER]:.1f} ms ({fastest_ratio:.2f}x); CPU time (medians): "
+        f"provider {fastest[PROVIDER]:.1f} ms ({fastest_ratio:.2f}x). Median of the rounds' own ratios "
+        f"(each round parses both files back to back): {paired:.2f}x; CPU time (medians): "
         f"{ratio(med(PROVIDER, 'cpu_ms'), base_cpu):.2f}x."
     )
     figure.notes.append(
