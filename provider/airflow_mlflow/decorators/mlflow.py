@@ -79,17 +79,10 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
         import mlflow
         from mlflow.exceptions import MlflowException
 
-        from airflow_mlflow.hooks.mlflow import _scoped_environment
-
         body_error: BaseException | None = None
         ends_ours = False
         try:
-            # MLflow reads the run back to print its URL when the run ends; the task log has it already.
-            with (
-                self.hook.user_code_env(),
-                _scoped_environment({"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}),
-                mlflow.start_run(run_id=task_run.run_id),
-            ):
+            with self.hook.user_code_env(), mlflow.start_run(run_id=task_run.run_id):
                 try:
                     result = super().execute(context)
                 except BaseException as err:

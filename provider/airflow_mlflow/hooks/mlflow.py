@@ -115,6 +115,8 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
         uris = {
             "MLFLOW_TRACKING_URI": self.config.tracking_uri,
             "MLFLOW_REGISTRY_URI": self.config.registry_uri,
+            # Else MLflow reads a run back when it ends, to print its URL: the task log has it.
+            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
         }
         if self.config.embedded:
             _prepare_embedded_store(self.config)
