@@ -311,23 +311,6 @@ class Gate:
         )
 
 
-def evaluate_gate(
-    hook: MLflowHook,
-    *,
-    model_name: str,
-    thresholds: Mapping[str, Any],
-    version: str | None = None,
-    alias: str | None = None,
-    stage: str | None = None,
-    baseline: str | None = "champion",
-) -> Verdict:
-    """One poll of a :class:`Gate` (nothing kept between calls)."""
-    return Gate(
-        hook,
-        model_name=model_name,
-        thresholds=thresholds,
-        version=version,
-        alias=alias,
-        stage=stage,
-        baseline=baseline,
-    ).evaluate()
+def evaluate_gate(hook: MLflowHook, **gate: Any) -> Verdict:
+    """One poll of a :class:`Gate` (nothing kept between calls); the keywords are the Gate's."""
+    return Gate(hook, **gate).evaluate()
