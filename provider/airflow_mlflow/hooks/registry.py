@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow_mlflow.exceptions import MLflowInputError
-from airflow_mlflow.hooks.tracking import all_pages
+from airflow_mlflow.hooks.tracking import all_pages, quote_filter_value
 from airflow_mlflow.validation import normalize_stage, validate_tags
 
 #: Registered-model tag holding the champion history (JSON list, newest last).
@@ -218,7 +218,7 @@ class RegistryVerbs:
 
     def versions_with_tags(self, tags: Mapping[str, str]) -> list[VersionRecord]:
         """Versions of any model whose tags equal ``tags``, newest first (aliases not included)."""
-        clauses = " and ".join(f"tags.`{k}` = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in tags.items())
+        clauses = " and ".join(f"tags.`{k}` = '{quote_filter_value(v)}'" for k, v in tags.items())
         with self._call(f"versions tagged {dict(tags)}"):
             found = self.client.search_model_versions(clauses, max_results=10000)
         return sorted((VersionRecord.from_version(v) for v in found), key=lambda v: (v.name, -int(v.version)))

@@ -194,7 +194,7 @@ class TrackingVerbs:
     def find_runs(self, experiment_id: str | Sequence[str], tags: Mapping[str, str]) -> list[RunRecord]:
         """Active runs of the experiment(s) whose tags equal ``tags``, oldest first (all pages)."""
         ids = [experiment_id] if isinstance(experiment_id, str) else list(experiment_id)
-        clauses = [f"tags.`{key}` = '{_quote(value)}'" for key, value in tags.items()]
+        clauses = [f"tags.`{key}` = '{quote_filter_value(value)}'" for key, value in tags.items()]
         runs = []
         with self._call(f"runs of experiment {', '.join(ids[:3])}{' …' if len(ids) > 3 else ''}"):
             # The REST API takes a bounded list of experiments per search.
@@ -432,7 +432,8 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _quote(value: str) -> str:
+def quote_filter_value(value: str) -> str:
+    """A tag value for a search filter, refused when MLflow's filter syntax cannot carry it."""
     if "'" in value:
         raise MLflowInputError(f"tag value {value!r} cannot be searched: it contains a single quote")
     return value
