@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow_mlflow.exceptions import MLflowInputError
-from airflow_mlflow.hooks.tracking import all_pages, quote_filter_value
+from airflow_mlflow.hooks.tracking import all_pages, filter_literal
 from airflow_mlflow.validation import normalize_stage, validate_tags
 
 #: Registered-model tag holding the champion history (JSON list, newest last).
@@ -75,6 +75,18 @@ class ModelRecord:
             aliases={alias: str(version) for alias, version in (rm.aliases or {}).items()},
             updated=int(rm.last_updated_timestamp or 0),
         )
+
+
+def _name_filter(name: str) -> str:
+    """
+    A search filter matching model ``name`` (any name MLflow stores): ``name = …``, or for a name
+    holding both kinds of quote, which no literal can carry, a ``LIKE`` pattern with every quote,
+    wildcard and backslash (PostgreSQL's LIKE escape) as ``_``. The caller keeps exact matches.
+    """
+    if "'" in name and '"' in name:
+        pattern = "".join("_" if c in "'\"%_\\" else c for c in name)
+        return f"name LIKE '{pattern}'"
+    return f"name = {filter_literal(name)}"
 
 
 def _logged_model_id(source: str | None) -> str | None:
@@ -152,11 +164,11 @@ class RegistryVerbs:
 
     def list_versions(self, name: str) -> list[VersionRecord]:
         """Every version of ``name``, newest first (empty when the model does not exist)."""
-        if "'" in name:
-            raise MLflowInputError(f"model name {name!r} cannot be searched: it contains a single quote")
         with self._call(f"versions of model {name!r}"):
-            found = self.client.search_model_versions(f"name = '{name}'", max_results=10000)
-        return sorted((VersionRecord.from_version(v) for v in found), key=lambda v: -int(v.version))
+            found = self.client.search_model_versions(_name_filter(name), max_results=10000)
+        return sorted(
+            (VersionRecord.from_version(v) for v in found if v.name == name), key=lambda v: -int(v.version)
+        )
 
     def set_version_tags(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
         with self._call(f"model {name!r} version {version}"):
@@ -218,7 +230,7 @@ class RegistryVerbs:
 
     def versions_with_tags(self, tags: Mapping[str, str]) -> list[VersionRecord]:
         """Versions of any model whose tags equal ``tags``, newest first (aliases not included)."""
-        clauses = " and ".join(f"tags.`{k}` = '{quote_filter_value(v)}'" for k, v in tags.items())
+        clauses = " and ".join(f"tags.`{k}` = {filter_literal(v)}" for k, v in tags.items())
         with self._call(f"versions tagged {dict(tags)}"):
             found = self.client.search_model_versions(clauses, max_results=10000)
         return sorted((VersionRecord.from_version(v) for v in found), key=lambda v: (v.name, -int(v.version)))

@@ -194,7 +194,7 @@ class TrackingVerbs:
     def find_runs(self, experiment_id: str | Sequence[str], tags: Mapping[str, str]) -> list[RunRecord]:
         """Active runs of the experiment(s) whose tags equal ``tags``, oldest first (all pages)."""
         ids = [experiment_id] if isinstance(experiment_id, str) else list(experiment_id)
-        clauses = [f"tags.`{key}` = '{quote_filter_value(value)}'" for key, value in tags.items()]
+        clauses = [f"tags.`{key}` = {filter_literal(value)}" for key, value in tags.items()]
         runs = []
         with self._call(f"runs of experiment {', '.join(ids[:3])}{' …' if len(ids) > 3 else ''}"):
             # The REST API takes a bounded list of experiments per search.
@@ -432,11 +432,17 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def quote_filter_value(value: str) -> str:
-    """A tag value for a search filter, refused when MLflow's filter syntax cannot carry it."""
-    if "'" in value:
-        raise MLflowInputError(f"tag value {value!r} cannot be searched: it contains a single quote")
-    return value
+def filter_literal(value: str) -> str:
+    """
+    ``value`` as a string literal of MLflow's search filters. They know no escapes (MLflow strips
+    the outer quotes and keeps the rest), but take single or double quotes: a value holding a
+    single quote goes in double quotes. One holding both cannot be written: refused.
+    """
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise MLflowInputError(f"value {value!r} cannot be searched: it contains both kinds of quote")
 
 
 def _safe_folder(name: str) -> str:
