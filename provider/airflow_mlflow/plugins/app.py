@@ -2,8 +2,9 @@
 The plugin's web app, mounted by Airflow's API server under ``/mlflow``.
 
 Every route requires an Airflow login (the UI's session cookie or a bearer token) through
-Airflow's own security dependencies: the DAG-run and task views require read access to that
-DAG, and the registry pages show only model versions produced by DAGs the user may read.
+Airflow's own security dependencies: the DAG-run, task and artifact views require read access
+to that DAG and that Airflow knows the DAG now (see :func:`known_dag`), and the registry pages
+show only model versions produced by DAGs the user may read now.
 Pages are rendered on the server: the Airflow UI embeds them in sandboxed frames.
 """
 
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airflow.api_fastapi.common.db.common import SessionDep
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -59,6 +61,25 @@ def get_hook() -> MLflowHook:
     return hook
 
 
+def known_dag(dag_id: str, session: SessionDep) -> None:
+    """
+    Refuse (404) a DAG that Airflow does not know now, whoever asks.
+
+    MLflow runs name their DAG in a tag that outlives the DAG: it may have been deleted, never
+    parsed, or belong to another Airflow writing to the same MLflow server. Airflow's permission
+    check cannot place such a DAG in a team (no team passes for everyone who may read DAGs at
+    all), so it would let any viewer read what the DAG tracked. Decision: what a DAG unknown to
+    this Airflow tracked is readable by nobody through these views, admins included (the auth
+    manager has no generic notion of an admin to single them out); MLflow's own UI still shows
+    it to whoever MLflow lets in. Runs after the permission check, as Airflow's own routes do,
+    so a user learns nothing of DAGs they may not read.
+    """
+    from airflow.models.dag import DagModel
+
+    if session.get(DagModel, dag_id) is None:
+        raise HTTPException(404, f"DAG {dag_id!r} is not known to this Airflow.")
+
+
 def _map_index(raw: str | None) -> int:
     """The UI fills ``{MAP_INDEX}`` only for mapped tasks; anything else means unmapped."""
     try:
@@ -84,8 +105,9 @@ def create_app() -> FastAPI:
     templates.filters["fmt"] = lambda v: f"{v:.6g}" if isinstance(v, float) else v
 
     app = FastAPI(title="MLflow for Airflow", docs_url=None, redoc_url=None, openapi_url=None)
-    read_run = [Depends(requires_access_dag("GET", DagAccessEntity.RUN))]
-    read_task = [Depends(requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE))]
+    # In this order: permission first, then whether Airflow knows the DAG (see known_dag).
+    read_run = [Depends(requires_access_dag("GET", DagAccessEntity.RUN)), Depends(known_dag)]
+    read_task = [Depends(requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE)), Depends(known_dag)]
     # Annotations are strings here (``from __future__``) and these names are local, so FastAPI
     # could not resolve an ``Annotated`` dependency: the user comes in as a default instead.
     current_user = Depends(get_user)
@@ -98,6 +120,7 @@ def create_app() -> FastAPI:
         from airflow.api_fastapi.app import get_auth_manager
 
         manager = get_auth_manager()
+        # Read from Airflow's DAG table now: a deleted DAG is in no one's set (see known_dag).
         dag_ids = manager.get_authorized_dag_ids(user=user, method="GET")
         # Versions registered outside Airflow belong to no DAG: shown to who may read DAGs at all.
         unowned = manager.is_authorized_dag(method="GET", user=user)
