@@ -15,7 +15,12 @@ if TYPE_CHECKING:
 
 
 class MLflowProviderError(AirflowException):
-    """Base class of every error this provider raises."""
+    """
+    Base class of every error this provider raises.
+
+    Raised as is, it is a failure a retry may fix (a server error, a network error, a timeout): the
+    task is retried as configured. The subclasses below are permanent and fail the task without retry.
+    """
 
 
 class MLflowInputError(MLflowProviderError, AirflowFailException):
@@ -30,8 +35,8 @@ class MLflowAuthError(MLflowProviderError, AirflowFailException):
     """The tracking server refused the credentials."""
 
 
-class MLflowResourceNotFoundError(MLflowProviderError):
-    """An experiment, run, model or version does not exist."""
+class MLflowResourceNotFoundError(MLflowProviderError, AirflowFailException):
+    """An experiment, run, model or version does not exist; a retry cannot create it."""
 
 
 class MLflowConflictError(MLflowProviderError, AirflowFailException):
