@@ -13,6 +13,14 @@ that many tasks start at once ends with exactly one parent run:
 * The parent's id is also left on the experiment as a tag while the DAG run is active
   (``airflow.parent.<dag run key>``), so later tasks find experiment and parent in one request.
   The tag is a shortcut, not the truth: the end-of-DAG-run step removes it.
+
+Attempts are bookkept on the task's run: ``airflow.try.<n>.state`` (running, success, failed,
+killed), ``airflow.try.<n>.start`` and ``.end`` (epoch ms). A metric point belongs to attempt n
+when ``try.n.start <= timestamp < try.(n+1).start``: steps are never offset, so the rule holds for
+user code, autologging and subprocesses writing to the run too. An attempt whose end MLflow never
+heard of (its process was killed, MLflow was down, or ``tracking_failure="warn"`` let it go on
+without MLflow) is recorded later, by the next attempt or by the end of the DAG run, from what
+Airflow knows of the task instance.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +51,68 @@ MAX_ERROR_CHARS = 1000
 
 #: Task outcomes and the MLflow run status each one leaves.
 TASK_STATUS = {"success": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
+#: Task-instance states in which an attempt may still be writing to its run.
+TI_ACTIVE_STATES = frozenset(
+    {"running", "queued", "scheduled", "deferred", "restarting", "up_for_reschedule"}
+)
+NOT_RECORDED = "not recorded: the attempt ended while MLflow was unreachable (or its process was killed)"
+RECORDED_LATE = (
+    "tracking was unavailable when this attempt ended; its outcome was recorded later from Airflow's "
+    "task-instance state"
+)
+
+
+def try_tag(number: int, field: str) -> str:
+    """``airflow.try.<number>.<field>``: state, start, end, error or note."""
+    return f"airflow.try.{number}.{field}"
+
+
+def attempt_of(timestamp: int, tags: Mapping[str, str]) -> int | None:
+    """
+    The attempt a metric point logged at ``timestamp`` (epoch ms) belongs to: the last attempt n
+    with ``try.n.start <= timestamp``; None for a point older than every recorded start.
+    """
+    starts = sorted(
+        (int(v), int(k.split(".")[2]))
+        for k, v in tags.items()
+        if k.startswith("airflow.try.") and k.endswith(".start") and v.isdigit()
+    )
+    found = None
+    for start, number in starts:
+        if start <= timestamp:
+            found = number
+    return found
+
+
+def _earlier_attempts(tags: Mapping[str, str], before: int) -> dict[str, str]:
+    """
+    Tags closing attempts ``1 .. before-1`` that the run still shows as running, or not at all:
+    they are over (a later attempt runs), and did not succeed (else there would be no retry).
+    """
+    fixes: dict[str, str] = {}
+    for number in range(1, before):
+        if tags.get(try_tag(number, "state")) in (None, "running"):
+            fixes[try_tag(number, "state")] = "failed"
+            fixes[try_tag(number, "error")] = NOT_RECORDED
+    return fixes
+
+
+def reconcile_attempts(tags: Mapping[str, str], ti_state: str, try_number: int) -> dict[str, str]:
+    """
+    Tags recording every attempt of a task instance that is no longer running, as Airflow knows
+    them: earlier attempts not recorded (or still ``running``) failed; the last one ended as the
+    task instance did (``success``, else ``failed``), with a note when MLflow never heard of it.
+    """
+    if ti_state in TI_ACTIVE_STATES or try_number < 1:
+        return {}
+    fixes = _earlier_attempts(tags, try_number)
+    if tags.get(try_tag(try_number, "state")) in (None, "running"):
+        outcome = "success" if ti_state == "success" else "failed"
+        fixes[try_tag(try_number, "state")] = outcome
+        fixes[try_tag(try_number, "error" if outcome == "failed" else "note")] = (
+            NOT_RECORDED if outcome == "failed" else RECORDED_LATE
+        )
+    return fixes
 
 
 def _digest(*parts: object) -> str:
@@ -169,7 +240,13 @@ def open_task_run(
     nested: bool = True,
     run_id: str | None = None,
 ) -> TaskRun:
-    """Start (or, on a retry, reopen) the task instance's run; with ``run_id``, use that run as is."""
+    """
+    Start (or, on a retry, reopen) the task instance's run; with ``run_id``, use that run as is.
+
+    The attempt's start is recorded (``airflow.try.<n>.start``), and a retry closes the earlier
+    attempts the run still shows as running or does not show at all.
+    """
+    started = _now_ms()
     if run_id:
         run = hook.get_run(run_id)
         return TaskRun(
@@ -189,28 +266,31 @@ def open_task_run(
         parent_id = experiment.tags.get(PARENT_HINT + ctx.dag_run_key) or _ensure_parent(
             hook, experiment_id, ctx
         )
-    tags = ctx.task_tags()
+    tags = {**ctx.task_tags(), try_tag(ctx.try_number, "start"): str(started)}
     if parent_id:
         tags[PARENT] = parent_id
     # A first try has no run yet (clearing a task also raises its try number): skip the search.
     existing = hook.find_runs(experiment_id, {TI_KEY: ctx.ti_key}) if ctx.try_number > 1 else []
     if existing:
         run = existing[0]
+        tags = {**_earlier_attempts(run.tags, ctx.try_number), **tags}
         hook.set_run_status(run.run_id, "RUNNING")
         hook.log_batch(run.run_id, tags={k: v for k, v in tags.items() if run.tags.get(k) != v})
         params = dict(run.params)
     else:
-        run = hook.create_run(experiment_id, ctx.run_name, tags, start_time=_now_ms())
+        # Earlier attempts that never reached MLflow (it was down) are recorded as such.
+        tags = {**_earlier_attempts({}, ctx.try_number), **tags}
+        run = hook.create_run(experiment_id, ctx.run_name, tags, start_time=started)
         params = {}
     url = hook.run_url(experiment_id, run.run_id)
     return TaskRun(run.run_id, experiment_id, parent_id, url, params, artifact_uri=run.artifact_uri)
 
 
 def attempt_tags(ctx: TaskRunContext, outcome: str, error: BaseException | None = None) -> dict[str, str]:
-    """How this attempt ended, as tags of the task's run."""
-    tags = {f"airflow.try.{ctx.try_number}.state": outcome}
+    """How this attempt ended, and when, as tags of the task's run."""
+    tags = {try_tag(ctx.try_number, "state"): outcome, try_tag(ctx.try_number, "end"): str(_now_ms())}
     if error is not None:
-        tags[f"airflow.try.{ctx.try_number}.error"] = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+        tags[try_tag(ctx.try_number, "error")] = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
     return tags
 
 
@@ -260,11 +340,21 @@ def _ensure_parent(hook: MLflowHook, experiment_id: str, ctx: TaskRunContext) ->
 
 
 def finalize_dag_run(
-    hook: MLflowHook, experiment_name: str, dag_id: str, run_id: str, succeeded: bool
+    hook: MLflowHook,
+    experiment_name: str,
+    dag_id: str,
+    run_id: str,
+    succeeded: bool,
+    task_states: Mapping[tuple[str, int], tuple[str, int]] | None = None,
 ) -> dict[str, Any]:
     """
-    Close the MLflow side of a finished DAG run: one parent, every child pointing at it,
-    nothing left RUNNING. Returns what it did, for the log.
+    Close the MLflow side of a finished DAG run: one parent, every child pointing at it, every
+    attempt recorded, nothing left RUNNING. Returns what it did, for the log.
+
+    :param task_states: ``(task_id, map_index) -> (state, try_number)`` of the DAG run's task
+        instances, as Airflow knows them (None when unknown): attempts the runs still show as
+        running, or do not show, are recorded from it, and a child left RUNNING ends with its
+        task instance's outcome (KILLED when unknown).
     """
     ctx = TaskRunContext(dag_id=dag_id, run_id=run_id, task_id="")
     experiment = hook.experiment(experiment_name, create=False)
@@ -274,13 +364,23 @@ def finalize_dag_run(
     parents = hook.find_runs(experiment_id, {ROLE: "dag_run", DAG_RUN_KEY: ctx.dag_run_key})
     children = hook.find_runs(experiment_id, {ROLE: "task", DAG_RUN_KEY: ctx.dag_run_key})
     winner = parents[0].run_id if parents else None
-    killed = []
+    killed, reconciled = [], []
     for child in children:
+        fixes: dict[str, str] = {}
         if winner and child.tags.get(PARENT, winner) != winner:
-            hook.log_batch(child.run_id, tags={PARENT: winner})
+            fixes[PARENT] = winner
+        ti = _task_state(child.tags, task_states)
+        if ti is not None:
+            fixes.update(reconcile_attempts(child.tags, *ti))
+        if fixes:
+            hook.log_batch(child.run_id, tags=fixes)
+            if len(fixes) > (PARENT in fixes):
+                reconciled.append(child.run_id)
         if child.status == "RUNNING":
-            hook.set_run_status(child.run_id, "KILLED")
-            killed.append(child.run_id)
+            status = "KILLED" if ti is None or ti[0] in TI_ACTIVE_STATES else _final_status(ti[0])
+            hook.set_run_status(child.run_id, status)
+            if status == "KILLED":
+                killed.append(child.run_id)
     for extra in parents[1:]:
         hook.delete_run(extra.run_id)
     if winner:
@@ -292,7 +392,24 @@ def finalize_dag_run(
         "parent": winner,
         "killed": killed,
         "merged": [p.run_id for p in parents[1:]],
+        **({"reconciled": reconciled} if reconciled else {}),
     }
+
+
+def _task_state(
+    tags: Mapping[str, str], task_states: Mapping[tuple[str, int], tuple[str, int]] | None
+) -> tuple[str, int] | None:
+    if not task_states:
+        return None
+    try:
+        key = (tags.get("airflow.task_id", ""), int(tags.get("airflow.map_index", "-1")))
+    except ValueError:
+        return None
+    return task_states.get(key)
+
+
+def _final_status(ti_state: str) -> str:
+    return "FINISHED" if ti_state == "success" else "FAILED"
 
 
 def _now_ms() -> int:
