@@ -1,80 +1,262 @@
 """
 Checks run before anything is written to MLflow, so bad input leaves nothing half-written.
 
-The limits are MLflow's own (see ``mlflow.utils.validation``); the messages name the field and value.
+A key is valid exactly when MLflow's own rule accepts it (:func:`mlflow_key_problem`, the seam to
+``mlflow.utils.validation``); the length limits are MLflow's. Two more refusals keep a write from
+failing half-way in the store: values with a NUL character (PostgreSQL's text columns cannot hold
+one) or with text that is not valid Unicode, and steps outside a 64-bit integer. Two choices are
+stricter than MLflow on purpose: a value over its length limit is refused (MLflow would silently
+truncate it), and a metric must be finite (NaN and infinities break comparisons and gates).
+
+This module is imported when DAGs are parsed: mlflow is only imported inside
+:func:`mlflow_key_problem`. :func:`check_literals` is the parse-time subset that needs no mlflow.
+Messages name the field, the key and the value.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from airflow_mlflow.exceptions import MLflowInputError
 
+# MLflow's limits (mlflow.utils.validation: MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH,
+# MAX_ENTITY_KEY_LENGTH), copied so parse-time checks need no mlflow; a unit test keeps them equal.
 MAX_PARAM_VALUE_LENGTH = 6000
 MAX_TAG_VALUE_LENGTH = 8000
 MAX_KEY_LENGTH = 250
+#: Steps are 64-bit integers in MLflow's stores.
+MIN_STEP, MAX_STEP = -(2**63), 2**63 - 1
 #: Stage names MLflow's (deprecated, still working) stage API knows.
 STAGES = ("None", "Staging", "Production", "Archived")
-_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. /:")
+_LIMITS = {"param": MAX_PARAM_VALUE_LENGTH, "tag": MAX_TAG_VALUE_LENGTH}
+_FIELDS = {"param": "params", "metric": "metrics", "tag": "tags"}
 
 
-def _check_key(kind: str, key: Any) -> str:
-    if not isinstance(key, str) or not key:
-        raise MLflowInputError(f"{kind} key {key!r} must be a non-empty string")
+def mlflow_key_problem(key: str) -> str | None:
+    """
+    Why MLflow refuses ``key`` as a run's param, metric or tag name, or None when it accepts it.
+
+    The seam to MLflow's rule: ``_validate_param_name``, ``_validate_metric_name`` and
+    ``_validate_tag_name`` (private) all apply these two public checks of
+    ``mlflow.utils.validation``; tests/unit/test_validation.py fails if they stop agreeing.
+    """
+    from mlflow.utils import validation
+
+    if not validation.validate_param_and_metric_name(key):
+        return validation.bad_character_message()
+    if validation.path_not_unique(key):
+        return validation.bad_path_message(key)
+    return None
+
+
+def is_templated(value: Any) -> bool:
+    """
+    Whether Airflow renders ``value`` before ``execute``: a string with Jinja markup, or an
+    object it resolves (an XComArg). Such values are checked at run time, after rendering.
+    """
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    return not isinstance(value, os.PathLike) and callable(getattr(value, "resolve", None))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else f"{text[:100]}… ({len(text)} characters)"
+
+
+def _check_key(kind: str, key: Any, *, mlflow_rule: bool = True) -> str:
+    if not isinstance(key, str):
+        raise MLflowInputError(
+            f"{_FIELDS[kind]}: {kind} key {_short(key)} must be a string, got {type(key).__name__}"
+        )
+    if not key:
+        raise MLflowInputError(f"{_FIELDS[kind]}: {kind} key '' must be a non-empty string")
     if len(key) > MAX_KEY_LENGTH:
         raise MLflowInputError(
-            f"{kind} key {key[:40]!r}… is {len(key)} characters; MLflow allows {MAX_KEY_LENGTH}"
+            f"{_FIELDS[kind]}: {kind} key {key[:40]!r}… is {len(key)} characters; "
+            f"MLflow allows {MAX_KEY_LENGTH}"
         )
-    if not set(key) <= _KEY_CHARS or key.startswith("/") or ".." in key.split("/"):
-        raise MLflowInputError(
-            f"{kind} key {key!r} is invalid: use letters, digits, '_', '-', '.', ' ', ':' and '/' "
-            "(not leading, no '..' segments)"
-        )
+    if mlflow_rule and (problem := mlflow_key_problem(key)):
+        raise MLflowInputError(f"{_FIELDS[kind]}: {kind} key {key!r} is invalid: {problem}")
     return key
 
 
-def _strings(kind: str, values: Mapping[str, Any] | None, max_length: int) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in (values or {}).items():
-        text = str(value)
-        if len(text) > max_length:
-            raise MLflowInputError(
-                f"{kind} {_check_key(kind, key)!r} value is {len(text)} characters; "
-                f"MLflow allows {max_length}"
-            )
-        out[_check_key(kind, key)] = text
-    return out
+def _text(kind: str, key: str, value: Any) -> str:
+    text = str(value)
+    limit = _LIMITS[kind]
+    if len(text) > limit:
+        raise MLflowInputError(f"{kind} {key!r} value is {len(text)} characters; MLflow allows {limit}")
+    if "\x00" in text:
+        raise MLflowInputError(
+            f"{kind} {key!r} value {_short(text)} contains a NUL character, which MLflow's stores cannot hold"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MLflowInputError(f"{kind} {key!r} value {_short(text)} is not valid Unicode text") from None
+    return text
+
+
+def _number(key: str, value: Any) -> float:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = float(value)  # numbers, numpy scalars, and numeric strings from templates
+    except (TypeError, ValueError):
+        raise MLflowInputError(
+            f"metric {key!r} must be a number, got {type(value).__name__} {_short(value)}"
+        ) from None
+    except OverflowError:  # an int beyond a double's range
+        raise MLflowInputError(f"metric {key!r} must be finite, got {_short(value)}") from None
+    if not math.isfinite(number):
+        raise MLflowInputError(f"metric {key!r} must be finite, got {number!r}")
+    return number
+
+
+def _mapping(kind: str, values: Any) -> Mapping[str, Any]:
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise MLflowInputError(
+            f"{_FIELDS[kind]} must be a mapping of name to value, "
+            f"got {type(values).__name__} {_short(values)}"
+        )
+    return values
+
+
+def _strings(kind: str, values: Any) -> dict[str, str]:
+    return {_check_key(kind, key): _text(kind, key, value) for key, value in _mapping(kind, values).items()}
 
 
 def validate_params(params: Mapping[str, Any] | None) -> dict[str, str]:
     """Params as MLflow stores them (strings), or an error naming the first bad one."""
-    return _strings("param", params, MAX_PARAM_VALUE_LENGTH)
+    return _strings("param", params)
 
 
 def validate_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     """Tags as strings, or an error naming the first bad one."""
-    return _strings("tag", tags, MAX_TAG_VALUE_LENGTH)
+    return _strings("tag", tags)
+
+
+def validate_metric_key(key: Any) -> str:
+    """``key`` when MLflow accepts it as a metric name, else an error naming it."""
+    return _check_key("metric", key)
+
+
+def validate_metric_value(key: str, value: Any) -> float:
+    """``value`` of metric ``key`` as a finite float, else an error naming both."""
+    return _number(key, value)
 
 
 def validate_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     """Metrics as finite floats, or an error naming the first bad one."""
-    out: dict[str, float] = {}
-    for key, value in (metrics or {}).items():
-        _check_key("metric", key)
-        try:
-            if isinstance(value, bool):
-                raise TypeError
-            number = float(value)  # numbers, numpy scalars, and numeric strings from templates
-        except (TypeError, ValueError):
+    return {
+        validate_metric_key(key): validate_metric_value(key, value)
+        for key, value in _mapping("metric", metrics).items()
+    }
+
+
+def validate_step(step: Any, what: str = "step") -> int:
+    """A metric step: an integer (or integral float) that MLflow's stores can hold (64 bits)."""
+    if isinstance(step, float) and step.is_integer():
+        step = int(step)
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise MLflowInputError(f"{what} must be an integer, got {type(step).__name__} {_short(step)}")
+    if not MIN_STEP <= step <= MAX_STEP:
+        raise MLflowInputError(f"{what} {step} is outside MLflow's 64-bit range")
+    return int(step)
+
+
+def _mlflow_refuses_artifact_path(path: str) -> bool:
+    """Seam: does MLflow's artifact server refuse ``path`` (its ``validate_path_is_safe``)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.uri import validate_path_is_safe
+
+    try:
+        validate_path_is_safe(path)
+    except MlflowException:
+        return True
+    return False
+
+
+def artifact_items(artifacts: Any) -> list[tuple[Any, Any]]:
+    """
+    ``artifacts=`` as (local path, destination folder or None) pairs: one path, a list of paths,
+    or a mapping of path to folder.
+    """
+    if artifacts is None:
+        return []
+    if isinstance(artifacts, (str, os.PathLike)):
+        return [(artifacts, None)]
+    if isinstance(artifacts, Mapping):
+        return list(artifacts.items())
+    if isinstance(artifacts, (list, tuple)):
+        return [(a, None) for a in artifacts]
+    raise MLflowInputError(
+        "artifacts must be a path, a list of paths or a mapping of path to artifact folder, "
+        f"got {type(artifacts).__name__} {_short(artifacts)}"
+    )
+
+
+def validate_artifact_folder(folder: Any) -> str | None:
+    """
+    A destination folder inside a run's artifacts (None: the root), refused when MLflow's
+    artifact server would refuse it (absolute, ``..`` segments, ``#``).
+    """
+    if folder is None or folder == "":
+        return None
+    if not isinstance(folder, str):
+        raise MLflowInputError(
+            f"artifacts: destination folder {_short(folder)} must be a string, got {type(folder).__name__}"
+        )
+    if _mlflow_refuses_artifact_path(folder):
+        raise MLflowInputError(
+            f"artifacts: destination folder {folder!r} is invalid: use a relative path "
+            "with no '..' segments and no '#'"
+        )
+    return folder.strip("/") or None
+
+
+def validate_artifact_tree(local: os.PathLike, folder: str | None) -> None:
+    """Every file under ``local`` gets a destination MLflow accepts, or an error naming the file."""
+    from pathlib import Path
+
+    root = Path(local)
+    files = [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else [root]
+    for file in files:
+        relative = file.relative_to(root).as_posix() if root.is_dir() else file.name
+        destination = f"{folder}/{relative}" if folder else relative
+        if _mlflow_refuses_artifact_path(destination):
             raise MLflowInputError(
-                f"metric {key!r} must be a number, got {type(value).__name__} {value!r}"
-            ) from None
-        if not math.isfinite(number):
-            raise MLflowInputError(f"metric {key!r} must be finite, got {number!r}")
-        out[key] = number
-    return out
+                f"artifacts: {str(file)!r} would be stored as {destination!r}, which MLflow refuses "
+                "(no '#' or '..' segments in artifact paths)"
+            )
+
+
+def check_literals(**fields: Any) -> None:
+    """
+    Parse-time checks of ``params=``/``metrics=``/``tags=`` (keyword = field name), without mlflow:
+    a mapping, string keys within MLflow's length limit, finite numbers for metrics, values within
+    MLflow's length limits. Templated values (see :func:`is_templated`) wait for run time, where
+    :func:`validate_params` & co. check everything, MLflow's key rule included.
+    """
+    kinds = {field: kind for kind, field in _FIELDS.items()}
+    for field, values in fields.items():
+        kind = kinds[field]
+        if is_templated(values):
+            continue
+        for key, value in _mapping(kind, values).items():
+            _check_key(kind, key, mlflow_rule=False)
+            if is_templated(value):
+                continue
+            if kind == "metric":
+                _number(key, value)
+            elif isinstance(value, (str, int, float)):
+                _text(kind, key, value)
 
 
 def normalize_stage(stage: str) -> str:

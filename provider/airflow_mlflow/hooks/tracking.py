@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.exceptions import MLflowConflictError, MLflowInputError
-from airflow_mlflow.validation import validate_metrics, validate_params, validate_tags
+from airflow_mlflow.validation import (
+    validate_artifact_folder,
+    validate_artifact_tree,
+    validate_metric_key,
+    validate_metric_value,
+    validate_metrics,
+    validate_params,
+    validate_step,
+    validate_tags,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -284,6 +293,7 @@ class TrackingVerbs:
         clean_params = validate_params(params)
         clean_metrics = validate_metrics(metrics)
         clean_tags = validate_tags(tags)
+        step = validate_step(step)
         known = known_params or {}
         for key, value in clean_params.items():
             if key in known and known[key] != value:
@@ -315,9 +325,15 @@ class TrackingVerbs:
 
         if steps is not None and len(steps) != len(values):
             raise MLflowInputError(f"metric {key!r}: steps has {len(steps)} entries for {len(values)} values")
-        clean = [validate_metrics({key: value})[key] for value in values]
+        validate_metric_key(key)
+        clean = [validate_metric_value(key, value) for value in values]
+        clean_steps = (
+            [validate_step(s, f"metric {key!r}: step") for s in steps]
+            if steps is not None
+            else range(len(clean))
+        )
         ts = timestamp or _now_ms()
-        points = [Metric(key, v, ts, int(steps[i]) if steps is not None else i) for i, v in enumerate(clean)]
+        points = [Metric(key, v, ts, s) for v, s in zip(clean, clean_steps, strict=True)]
         return self._send_batches(run_id, {}, points, {})
 
     def _send_batches(self, run_id: str, params: dict[str, str], metrics: list, tags: dict[str, str]) -> int:
@@ -353,6 +369,8 @@ class TrackingVerbs:
         path = Path(local_path)
         if not path.exists():
             raise MLflowInputError(f"artifact {str(path)!r} does not exist")
+        artifact_path = validate_artifact_folder(artifact_path)
+        validate_artifact_tree(path, artifact_path)
         with self._call(f"artifacts of run {run_id}"), self.credentials_env():
             if artifact_uri is None:
                 artifact_uri = self.client.get_run(run_id).info.artifact_uri

@@ -7,8 +7,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.exceptions import MLflowInputError
-from airflow_mlflow.operators.base import MLflowBaseOperator, TrackedRunMixin
-from airflow_mlflow.validation import validate_metrics, validate_params, validate_tags
+from airflow_mlflow.operators.base import MLflowBaseOperator, TrackedRunMixin, check_tracking_failure
+from airflow_mlflow.validation import (
+    artifact_items,
+    check_literals,
+    is_templated,
+    validate_artifact_folder,
+    validate_artifact_tree,
+    validate_metrics,
+    validate_params,
+    validate_step,
+    validate_tags,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -48,6 +58,10 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
     :param experiment_name: experiment of the task's run; default: the connection's
         ``experiment_name`` extra, else the DAG id (templated)
     :param nested: nest the task's run under one run per DAG run (default True)
+    :param tracking_failure: ``"fail"`` (default): an MLflow outage fails the task; ``"warn"``: the
+        task log warns once and the task succeeds without logging (returning
+        ``{"run_id": None, "tracking": "unavailable"}``); the attempt is recorded on its run when
+        the DAG run ends and MLflow answers again
     :param step: step recorded with the metrics
     :param mlflow_conn_id: the ``mlflow`` connection (templated)
     """
@@ -73,10 +87,17 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
         run_id: str | None = None,
         experiment_name: str | None = None,
         nested: bool = True,
+        tracking_failure: str = "fail",
         step: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # What is known before rendering is checked now, when the DAG is parsed (a NaN literal
+        # would otherwise break DAG serialization first); templated values at run time.
+        check_literals(params=mlflow_params, metrics=metrics, tags=tags)
+        if not is_templated(artifacts):
+            artifact_items(artifacts)
+        step = validate_step(step)
         self.mlflow_params = mlflow_params or {}
         self.metrics = metrics or {}
         self.tags = tags or {}
@@ -84,30 +105,30 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
         self.run_id = run_id
         self.experiment_name = experiment_name
         self.nested = nested
+        self.tracking_failure = check_tracking_failure(tracking_failure)
         self.step = step
 
     def _artifact_targets(self) -> list[tuple[Path, str | None]]:
-        items = (
-            self.artifacts.items()
-            if isinstance(self.artifacts, Mapping)
-            else ((a, None) for a in self.artifacts)
-        )
+        """
+        What to upload where, every destination checked before the first write: a folder keeps
+        its own name (``/tmp/plots`` -> ``plots/...``) and a file lands at the root, unless a
+        mapping names the artifact folder to put it in.
+        """
         targets = []
-        for local, folder in items:
+        for local, destination in artifact_items(self.artifacts):
             path = Path(str(local))
             if not path.exists():
                 raise MLflowInputError(f"artifacts: {str(path)!r} does not exist")
-            targets.append((path, folder or None))
+            folder = validate_artifact_folder(destination)
+            if folder is None and path.is_dir():
+                folder = validate_artifact_folder(path.resolve().name)
+            validate_artifact_tree(path, folder)
+            targets.append((path, folder))
         return targets
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlflow.runs import attempt_tags
 
-        for name, value in (("params", self.mlflow_params), ("metrics", self.metrics), ("tags", self.tags)):
-            if not isinstance(value, Mapping):
-                raise MLflowInputError(
-                    f"{name} must be a mapping of name to value, got {type(value).__name__} {value!r}"
-                )
         params = validate_params(self.mlflow_params)
         metrics = validate_metrics(self.metrics)
         tags = validate_tags(self.tags)
@@ -138,4 +159,5 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
                 "batch_requests": requests,
             }
 
-        return self.run_tracked(context, log, run_id=self.run_id)
+        untracked = {"run_id": None, "tracking": "unavailable"}
+        return self.run_tracked(context, log, run_id=self.run_id, untracked=lambda: untracked)
