@@ -31,6 +31,13 @@ class MLflowConnectionConfigError(MLflowInputError):
     """The ``mlflow`` connection is misconfigured."""
 
 
+class MLflowConnectionLookupError(MLflowProviderError):
+    """
+    The connection may exist but this process could not read it (access denied, a secrets
+    backend or the metadata DB failed). Never answered with the embedded default.
+    """
+
+
 class MLflowAuthError(MLflowProviderError, AirflowFailException):
     """The tracking server refused the credentials."""
 

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_mlflow.exceptions import translate
-from airflow_mlflow.hooks.config import MLflowConnectionConfig, redact_uri
+from airflow_mlflow.hooks.config import MLflowConnectionConfig, redact_uri, resolve_config
 from airflow_mlflow.hooks.registry import RegistryVerbs
 from airflow_mlflow.hooks.tracking import TrackingVerbs
 
@@ -35,8 +34,10 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
       ``registry_uri``, ``ui_url`` (where MLflow's UI is, for links), ``experiment_name``
       (default experiment), ``insecure_tls`` or ``ca_bundle``.
 
-    When ``mlflow_default`` is not defined at all, the embedded default is used: MLflow's SQL store
-    in ``$AIRFLOW_HOME/mlflow/mlflow.db`` with artifacts in ``$AIRFLOW_HOME/mlflow/artifacts``.
+    When ``mlflow_default`` is defined nowhere, the embedded default is used (and the log says so):
+    MLflow's SQL store in ``$AIRFLOW_HOME/mlflow/mlflow.db`` with artifacts in
+    ``$AIRFLOW_HOME/mlflow/artifacts``. A connection that exists but cannot be read in this process
+    is an error, never the embedded default.
 
     :param mlflow_conn_id: the connection to use
     """
@@ -67,13 +68,8 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
 
     @cached_property
     def config(self) -> MLflowConnectionConfig:
-        try:
-            conn = self.get_connection(self.mlflow_conn_id)
-        except AirflowNotFoundException:
-            if self.mlflow_conn_id != self.default_conn_name:
-                raise
-            return MLflowConnectionConfig.embedded_default()
-        return MLflowConnectionConfig.from_connection(conn)
+        """The connection, resolved as Airflow resolves it in this process (see ``resolve_config``)."""
+        return resolve_config(self.mlflow_conn_id)
 
     def get_conn(self) -> MlflowClient:
         """An ``MlflowClient`` bound to this connection (its credentials included)."""

@@ -65,17 +65,11 @@ class MLflowMetricThresholdTrigger(BaseTrigger):
         )
 
     async def _hook(self):
-        from airflow.sdk.exceptions import AirflowNotFoundException
-
         from airflow_mlflow.hooks.mlflow import MLflowHook
 
-        try:
-            conn = await MLflowHook.aget_connection(self.mlflow_conn_id)
-        except AirflowNotFoundException:
-            if self.mlflow_conn_id != MLflowHook.default_conn_name:
-                raise
-            conn = None  # the embedded default
-        return MLflowHook.from_connection(conn, self.mlflow_conn_id)
+        hook = MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+        await asyncio.to_thread(lambda: hook.config)  # the hook layer's one resolution, off the loop
+        return hook
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_mlflow.gate import WAITING, Gate

@@ -81,6 +81,7 @@ def test_secrets_stay_out_of_repr():
     assert "alice" in repr(cfg)
 
 
+@pytest.mark.usefixtures("airflow_db")  # the metadata DB is asked too: it must be readable
 def test_embedded_default_when_mlflow_default_is_undefined(monkeypatch, tmp_path):
     monkeypatch.delenv("AIRFLOW_CONN_MLFLOW_DEFAULT", raising=False)
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))

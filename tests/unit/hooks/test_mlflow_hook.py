@@ -23,6 +23,7 @@ def run_id(hook) -> str:
     return hook.create_run(exp, "r", {"k": "v"}, start_time=1).run_id
 
 
+@pytest.mark.usefixtures("airflow_db")  # the metadata DB is asked too: it must be readable
 def test_embedded_default_is_created_on_first_use(monkeypatch, tmp_path, mlflow_template):
     monkeypatch.delenv("AIRFLOW_CONN_MLFLOW_DEFAULT", raising=False)
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))

@@ -1,0 +1,107 @@
+"""Every process of a DAG run resolves ``mlflow_default`` the same way; the embedded default only
+when it is defined nowhere; an unreadable connection is an error (``resolve_config``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from airflow_mlflow.hooks.mlflow import MLflowHook
+from tests.support import copy_store
+
+ROOT = Path(__file__).resolve().parents[3]
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """A fresh AIRFLOW_HOME; no connection from the environment, so only the metadata DB has one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "tests" / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        # A PYTHONPATH already set (the old provider, to show a test fails there) comes first.
+        PYTHONPATH=os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])),
+        **extra,
+    )
+    return env
+
+
+def airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.timeout(900)
+def test_dags_test_tasks_and_listener_use_the_connection_from_the_metadata_db(tmp_path, mlflow_template):
+    home = tmp_path / "home"
+    uri = copy_store(mlflow_template, tmp_path / "store")
+    env = clean_env(home)
+    airflow(env, "db", "migrate")
+    extra = {"tracking_uri": uri, "artifact_root": str(tmp_path / "store" / "artifacts")}
+    airflow(
+        env,
+        "connections",
+        "add",
+        "mlflow_default",
+        "--conn-type",
+        "mlflow",
+        "--conn-extra",
+        json.dumps(extra),
+    )
+    airflow(env, "dags", "test", "tracked_example")
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("tracked_example")
+    assert exp is not None, "the tasks did not track to the connection's store"
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("airflow.role") == "dag_run"]
+    assert len(parents) == 1 and len(runs) == 6
+    # The listener (the CLI process, outside any task) finalized the same store.
+    assert parents[0].info.status == "FINISHED"
+    assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    assert not (home / "mlflow").exists(), "something fell back to the embedded store"
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_embedded_fallback_says_so_in_one_line_naming_the_store(monkeypatch, tmp_path, caplog):
+    monkeypatch.delenv("AIRFLOW_CONN_MLFLOW_DEFAULT", raising=False)
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    caplog.set_level(logging.INFO)
+    hook = MLflowHook()
+    hook.get_or_create_experiment("e")
+    hook.find_runs(hook.get_or_create_experiment("e"), {"airflow.role": "task"})
+    store = str(tmp_path / "mlflow" / "mlflow.db")
+    lines = [r.getMessage() for r in caplog.records if "embedded" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert store in lines[0] and "mlflow_default" in lines[0]
+    assert [r.levelname for r in caplog.records if "embedded" in r.getMessage()] == ["WARNING"]
+
+
+def test_unreadable_connection_is_an_error_naming_it(tmp_path):
+    """A secrets backend that fails (not 'not found') must not turn into the embedded default."""
+    home = tmp_path / "home"
+    env = clean_env(
+        home, AIRFLOW__SECRETS__BACKEND="tests.unit.hooks._broken_secrets.BrokenBackend", AMLF_HOME=str(home)
+    )
+    code = (
+        "from airflow_mlflow.hooks.mlflow import MLflowHook\n"
+        "try:\n"
+        "    MLflowHook().config\n"
+        "except Exception as err:\n"
+        "    print('RAISED', type(err).__name__, err)\n"
+        "else:\n"
+        "    print('RESOLVED')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert "RAISED MLflowConnectionLookupError" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "'mlflow_default'" in done.stdout and "secrets backend unreachable" in done.stdout
+    assert not (home / "mlflow").exists()
