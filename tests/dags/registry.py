@@ -10,6 +10,7 @@ Registry DAGs the tests run: train -> register (Staging, ``challenger``) -> gate
   logs ``late_accuracy`` on the candidate's run (the tests do, from outside).
 * ``gate_rescheduled`` (model ``rescheduled_model``): like ``gate_deferred``, in reschedule mode.
 * ``gate_timeout`` (model ``timeout_model``): the metric never comes; the gate times out after 3 s.
+* ``gate_deferred_timeout`` (model ``deferred_timeout_model``): the same with a deferrable gate.
 * ``gate_rollback``: restores the previous ``gate_model`` champion.
 * ``on_gate_model_promotion``: scheduled on ``model_asset("gate_model", alias="champion")``; returns
   the triggering event's extra.
@@ -102,6 +103,14 @@ gate_deferred = gate_dag(
 )
 gate_timeout = gate_dag(
     "gate_timeout", "timeout_model", "late_accuracy", deferrable=False, log_metric=False, timeout=3
+)
+gate_deferred_timeout = gate_dag(
+    "gate_deferred_timeout",
+    "deferred_timeout_model",
+    "late_accuracy",
+    deferrable=True,
+    log_metric=False,
+    timeout=3,
 )
 gate_rescheduled = gate_dag(
     "gate_rescheduled",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
 from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.links.mlflow import MLflowModelVersionLink, push_version_link
@@ -100,7 +101,11 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
 
         self.defer(
             trigger=MLflowMetricThresholdTrigger(
-                **self._gate(), mlflow_conn_id=self.mlflow_conn_id, poll_interval=self.poke_interval
+                **self._gate(),
+                mlflow_conn_id=self.mlflow_conn_id,
+                poll_interval=self.poke_interval,
+                # The trigger ends the wait itself: not every runner enforces the deferral's timeout.
+                deadline=time.time() + self.timeout,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
@@ -136,11 +141,18 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
         from airflow_mlflow.gate import WAITING, Verdict
 
-        if not isinstance(event, Mapping) or event.get("status") not in {"done", "error"}:
+        if not isinstance(event, Mapping) or event.get("status") not in {"done", "error", "timeout"}:
             raise AirflowFailException(f"MLflow gate trigger sent an unexpected event: {event!r}")
         if event["status"] == "error":
             raise AirflowFailException(f"MLflow gate trigger failed: {event.get('message')}")
         verdict = Verdict.from_json(event["verdict"])
+        if event["status"] == "timeout":
+            # As in poke and reschedule mode: never promoted, no verdict recorded; soft_fail skips
+            # (BaseSensorOperator.resume_execution turns this into a skip).
+            raise AirflowSensorTimeout(
+                f"Sensor has timed out; the gate waited {self.timeout} s without a decision:\n"
+                f"{verdict.report()}"
+            )
         if verdict.status == WAITING:
             raise AirflowFailException(f"MLflow gate trigger returned before a decision:\n{verdict.report()}")
         return self._conclude(context, verdict).xcom_value

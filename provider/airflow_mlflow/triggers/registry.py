@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -24,6 +25,10 @@ class MLflowMetricThresholdTrigger(BaseTrigger):
     :param baseline: alias or stage of the baseline, or None
     :param mlflow_conn_id: the ``mlflow`` connection
     :param poll_interval: seconds between polls
+    :param deadline: when to stop waiting, as a UTC epoch timestamp in seconds (the sensor's
+        ``timeout`` from when it deferred): the trigger then sends a ``timeout`` event itself, so
+        the wait ends in every runner, including ``airflow dags test``'s inline one, which ignores
+        the deferral's timeout
     """
 
     def __init__(
@@ -37,6 +42,7 @@ class MLflowMetricThresholdTrigger(BaseTrigger):
         baseline: str | None = "champion",
         mlflow_conn_id: str = "mlflow_default",
         poll_interval: float = 60.0,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()
         self.model_name = model_name
@@ -47,6 +53,7 @@ class MLflowMetricThresholdTrigger(BaseTrigger):
         self.baseline = baseline
         self.mlflow_conn_id = mlflow_conn_id
         self.poll_interval = float(poll_interval)
+        self.deadline = None if deadline is None else float(deadline)
 
     def _gate(self) -> dict[str, Any]:
         return {
@@ -61,7 +68,12 @@ class MLflowMetricThresholdTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {**self._gate(), "mlflow_conn_id": self.mlflow_conn_id, "poll_interval": self.poll_interval},
+            {
+                **self._gate(),
+                "mlflow_conn_id": self.mlflow_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+            },
         )
 
     async def _hook(self):
@@ -83,7 +95,11 @@ class MLflowMetricThresholdTrigger(BaseTrigger):
                 if verdict.status != WAITING:
                     yield TriggerEvent({"status": "done", "verdict": verdict.to_json()})
                     return
+                left = None if self.deadline is None else self.deadline - time.time()
+                if left is not None and left <= 0:
+                    yield TriggerEvent({"status": "timeout", "verdict": verdict.to_json()})
+                    return
                 self.log.info("Gate for %s still waiting: %s", self.model_name, verdict.report())
-                await asyncio.sleep(self.poll_interval)
+                await asyncio.sleep(self.poll_interval if left is None else min(self.poll_interval, left))
         except Exception as err:  # a trigger must report, not crash the triggerer's loop
             yield TriggerEvent({"status": "error", "message": f"{type(err).__name__}: {err}"})
