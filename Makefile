@@ -9,14 +9,15 @@ PYTEST = $(PY) -m pytest -p no:cacheprovider -q -rs $(PYTEST_ARGS)
 # Reinstalled when the dependency list changes; `make venv` is a no-op otherwise.
 STAMP = $(VENV)/.installed
 
-.PHONY: help venv test test-unit test-integration test-e2e demo airflow mlflow-ui bench bench-smoke lint clean
+.PHONY: help venv test test-unit test-integration test-e2e test-faults demo airflow mlflow-ui bench bench-smoke lint clean
 
 help:
 	@echo "make venv              create $(VENV) and pip install -e '.[test]'"
-	@echo "make test              all tiers (unit, integration, e2e)"
+	@echo "make test              all tiers (unit, integration, e2e, faults)"
 	@echo "make test-unit         -m unit         (SQLite MLflow store, no services)"
 	@echo "make test-integration  -m integration  (real mlflow server on PostgreSQL)"
 	@echo "make test-e2e          -m e2e          (real Airflow processes)"
+	@echo "make test-faults       -m faults       (the real stack under kills, outages; secret grep)"
 	@echo "make demo              the retraining pipeline on the embedded MLflow store, with a summary"
 	@echo "make airflow           Airflow (standalone) on the demo's home and store: UI on :8080"
 	@echo "make mlflow-ui         MLflow's UI on the demo's embedded store: :5000"
@@ -58,6 +59,9 @@ test-integration: venv
 
 test-e2e: venv
 	$(call run_pytest,tests -m e2e)
+
+test-faults: venv
+	$(call run_pytest,tests -m faults)
 
 demo: venv
 	$(PY) dags_examples/demo.py

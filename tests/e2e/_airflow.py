@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,7 +33,13 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tests.integration._mlflow_servers import PG_ADMIN_URI, _with_database, create_database, drop_database
+from tests.integration._mlflow_servers import (
+    PG_ADMIN_URI,
+    _with_database,
+    create_database,
+    drop_database,
+    group_members,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What the stack's DAGs folder serves, each as a symlink to the real folder (entry name: source).
@@ -93,8 +100,23 @@ class AirflowStack:
     ``startup_seconds``.
     """
 
-    def __init__(self, workdir: Path, *, mlflow_server_url: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        mlflow_server_url: str | None = None,
+        dag_sources: dict[str, Path] | None = None,
+        env_overrides: dict[str, str | None] | None = None,
+        connections: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """``dag_sources``: what the DAGs folder serves (default :data:`DAG_SOURCES`);
+        ``env_overrides``: settings on top of the stack's own (None removes a variable);
+        ``connections``: id -> fields (``conn_type``, ``host``, ``password``, ``extra`` ...), stored
+        in the metadata DB before any component starts, and so in no process's environment."""
         self.workdir = workdir
+        self.connections = connections or {}
+        self.dag_sources = DAG_SOURCES if dag_sources is None else dag_sources
+        self.env_overrides = env_overrides or {}
         self.home = workdir / "airflow-home"
         self.dags_folder = self.home / "dags"
         self.logs = workdir / "logs"
@@ -180,6 +202,11 @@ class AirflowStack:
             env["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps(
                 {"conn_type": "mlflow", "host": parts.hostname, "port": parts.port, "schema": parts.scheme}
             )
+        for key, value in self.env_overrides.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         return env
 
     def start(self) -> None:
@@ -188,7 +215,7 @@ class AirflowStack:
         self.home.mkdir(exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         self.dags_folder.mkdir(exist_ok=True)
-        for name, source in DAG_SOURCES.items():
+        for name, source in self.dag_sources.items():
             (self.dags_folder / name).symlink_to(source, target_is_directory=True)
         self._started_at = time.monotonic()
         self.dbname = create_database()
@@ -198,8 +225,18 @@ class AirflowStack:
         self._run_cli(["airflow", "db", "migrate"], "db-migrate")
         for team in sorted({team for _, team in USERS.values() if team}):
             self._run_cli(["airflow", "teams", "create", team], "teams")
+        if self.connections:
+            self._import_connections()
         for name in COMPONENTS:
             self._launch(name)
+
+    def _import_connections(self) -> None:
+        # Through a file outside the stack's folder, removed at once: secrets stay out of every
+        # log, command line and environment (the fault suite greps them all).
+        with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="amlf-conns-") as file:
+            json.dump(self.connections, file)
+            file.flush()
+            self._run_cli(["airflow", "connections", "import", file.name], "connections")
 
     def _run_cli(self, cmd: list[str], log_name: str) -> None:
         log_path = self.logs / f"{log_name}.log"
@@ -240,6 +277,39 @@ class AirflowStack:
             )
         self._pgids.add(self.procs[name].pid)
 
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Kill a component's whole process group (for the scheduler: its task processes too),
+        as a crash of its machine would; :meth:`relaunch` starts it again."""
+        proc = self.procs.pop(name)
+        _signal_group(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        wait_for(f"airflow {name}'s processes to exit", lambda: not group_members(proc.pid), 10, 0.1)
+
+    def relaunch(self, name: str) -> None:
+        """Start a component again (after :meth:`kill`) with the same settings; does not wait."""
+        if name in self.procs and self.procs[name].poll() is None:
+            raise StackError(f"airflow {name} is still running")
+        self._launch(name)
+
+    def pids(self, name: str) -> list[int]:
+        """Live processes of a component: its process group and every descendant of its leader
+        (task processes start sessions of their own)."""
+        leader = self.procs[name].pid
+        parents: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if fields[0] != "Z":
+                    parents[int(entry.name)] = int(fields[1])
+        found = set(group_members(leader)) | {leader}
+        grown = True
+        while grown:
+            children = {pid for pid, ppid in parents.items() if ppid in found} - found
+            found |= children
+            grown = bool(children)
+        return sorted(pid for pid in found if pid in parents)
+
     def health(self) -> dict[str, Any] | None:
         try:
             resp = self._http.get(f"{self.url}/api/v2/monitor/health", timeout=5)
@@ -252,9 +322,13 @@ class AirflowStack:
             if proc.poll() is not None:
                 raise StackError(f"airflow {name} exited with {proc.returncode}:\n{self.log_tail(name)}")
 
-    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
-        """Until scheduler, triggerer and dag-processor report healthy through the API server."""
-        deadline = self._started_at + timeout
+    def wait_healthy(self, timeout: float = START_TIMEOUT, *, again: bool = False) -> None:
+        """Until scheduler, triggerer and dag-processor report healthy through the API server.
+
+        ``again``: the stack was healthy before (e.g. a component was relaunched); the timeout
+        counts from now, and ``startup_seconds`` stays the first start-up's.
+        """
+        deadline = (time.monotonic() if again else self._started_at) + timeout
         while True:
             self._check_alive()
             health = self.health() or {}
@@ -269,7 +343,8 @@ class AirflowStack:
                     + "\n".join(f"--- {name}:\n{self.log_tail(name, 30)}" for name in self.procs)
                 )
             time.sleep(1)
-        self.startup_seconds = time.monotonic() - self._started_at
+        if not again:
+            self.startup_seconds = time.monotonic() - self._started_at
 
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM every process group, SIGKILL what is left, drop the metadata database."""

@@ -211,7 +211,10 @@ class ServerProcess:
         self.started_at: float | None = None
         self.startup_seconds: float | None = None
         self._auth: tuple[str, str, Path] | None = None
+        self._auth_env: dict[str, str] | None = None
         self._info: MLflowServer | None = None
+        #: After :meth:`kill`, the next start reuses the port (clients keep their URL).
+        self._keep_port = False
 
     @property
     def backend_uri(self) -> str:
@@ -241,9 +244,12 @@ class ServerProcess:
             str(WORKERS),
         ]
         if self.auth:
-            extra_env.update(self._write_auth_config())
+            if self._auth_env is None:  # a restart keeps the users and the admin password
+                self._auth_env = self._write_auth_config()
+            extra_env.update(self._auth_env)
             cmd += ["--app-name", "basic-auth"]
-        self.port = _free_port()
+        if not (self._keep_port and self.port is not None):
+            self.port = _free_port()
         cmd += ["--port", str(self.port)]
         with self.log_path.open("ab") as log:
             log.write(f"$ {' '.join(cmd)}\n".encode())
@@ -334,10 +340,47 @@ class ServerProcess:
             self._info = MLflowServer(**common)
         return self._info
 
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Kill the whole server (CLI, uvicorn, workers) with ``sig``, as a crash would.
+
+        The database, the artifacts, the auth config and the port are kept: :meth:`restart`
+        brings the same server back at the same URL.
+        """
+        if self.proc is None:
+            return
+        _signal_group(self.proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        _wait_group_gone(self.proc.pid, 10)
+        self.proc = None
+        self._info = None
+
+    def restart(self, timeout: float = START_TIMEOUT) -> MLflowServer:
+        """Start the server again after :meth:`kill`, on the same port and database; wait for health."""
+        if self.proc is not None:
+            raise RuntimeError(f"mlflow server on port {self.port} is still running; kill() it first")
+        self._keep_port = True
+        try:
+            self.start()
+            return self.wait_healthy(timeout)
+        finally:
+            self._keep_port = False
+
+    def pause(self) -> None:
+        """SIGSTOP the server's processes: connections are accepted by the kernel, never answered."""
+        assert self.proc is not None, "the server is not running"
+        _signal_group(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`: the server answers again, queued requests first."""
+        assert self.proc is not None, "the server is not running"
+        _signal_group(self.proc.pid, signal.SIGCONT)
+
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM the process group, SIGKILL what is left after ``grace`` s, drop the database."""
         try:
             if self.proc is not None and self.proc.poll() is None:
+                _signal_group(self.proc.pid, signal.SIGCONT)  # a paused server cannot handle SIGTERM
                 _signal_group(self.proc.pid, signal.SIGTERM)
                 try:
                     self.proc.wait(timeout=grace)
@@ -359,6 +402,26 @@ class ServerProcess:
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    """Until no live process is left in group ``pgid`` (SIGKILL takes effect asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and group_members(pgid):
+        time.sleep(0.1)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group ``pgid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                found.append(int(entry.name))
+    return found
 
 
 def _health_ok(url: str) -> bool:
