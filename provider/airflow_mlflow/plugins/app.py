@@ -80,6 +80,14 @@ def known_dag(dag_id: str, session: SessionDep) -> None:
         raise HTTPException(404, f"DAG {dag_id!r} is not known to this Airflow.")
 
 
+def _artifact_path(path: str) -> str:
+    """A path inside a run's artifacts: anything that could leave them is refused here, whatever the store."""
+    parts = path.split("/")
+    if path.startswith("/") or "\\" in path or "\x00" in path or any(p in {"", ".", ".."} for p in parts):
+        raise HTTPException(400, f"artifact path {path!r} must be relative, inside the run's artifacts")
+    return path
+
+
 def _map_index(raw: str | None) -> int:
     """The UI fills ``{MAP_INDEX}`` only for mapped tasks; anything else means unmapped."""
     try:
@@ -157,6 +165,7 @@ def create_app() -> FastAPI:
 
     @app.get("/artifact", dependencies=read_run)
     def artifact(dag_id: str, mlflow_run_id: str, path: str) -> Response:
+        path = _artifact_path(path)
         hook = get_hook()
         # The DAG permission was checked for dag_id: serve only runs that DAG tracked.
         if hook.get_run(mlflow_run_id).tags.get("airflow.dag_id") != dag_id:
@@ -164,14 +173,19 @@ def create_app() -> FastAPI:
         data = hook.read_artifact(mlflow_run_id, path, MAX_ARTIFACT_BYTES)
         kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
         name = path.rsplit("/", 1)[-1].replace('"', "")
-        disposition = "inline" if kind in _INLINE_TYPES else "attachment"
+        inline = kind in _INLINE_TYPES
+        disposition = "inline" if inline else "attachment"
         headers = {
             "Content-Disposition": f'{disposition}; filename="{name}"',
             "X-Content-Type-Options": "nosniff",
             # Artifacts are user content: never let one run script in Airflow's origin.
             "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
         }
-        return Response(data, media_type=kind if kind != "image/svg+xml" else "text/plain", headers=headers)
+        # Served as what it is only when shown inline; HTML (or anything else) is a download.
+        media_type = (
+            "text/plain" if kind == "image/svg+xml" else kind if inline else "application/octet-stream"
+        )
+        return Response(data, media_type=media_type, headers=headers)
 
     @app.get("/models", response_class=HTMLResponse)
     def models(user=current_user) -> HTMLResponse:
