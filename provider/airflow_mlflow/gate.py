@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.exceptions import MLflowInputError
+from airflow_mlflow.validation import validate_metric_key, validate_tags
 
 if TYPE_CHECKING:
     from airflow_mlflow.hooks.mlflow import MLflowHook
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 PASSED, REJECTED, WAITING = "passed", "rejected", "waiting"
 _FIELDS = {"threshold", "greater_is_better", "min_absolute_change", "min_relative_change"}
 _ZERO_BASELINE_MARGIN = 1e-10
+METRIC_TAG_PREFIX = "airflow.gate.metric."
 BASELINE_STAGES = {"staging": "Staging", "production": "Production", "archived": "Archived"}
 
 
@@ -69,6 +71,8 @@ class Threshold:
             value = spec.get(name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise MLflowInputError(f"thresholds[{metric!r}].{name} must be a number, got {value!r}")
+            if value is not None and not math.isfinite(value):
+                raise MLflowInputError(f"thresholds[{metric!r}].{name} must be finite, got {value!r}")
             values[name] = None if value is None else float(value)
         absolute, relative = values["min_absolute_change"], values["min_relative_change"]
         if absolute is not None and absolute <= 0:
@@ -91,6 +95,11 @@ def parse_thresholds(thresholds: Any) -> dict[str, Threshold]:
         raise MLflowInputError(
             f"thresholds must be a non-empty mapping of metric name to fields, got {thresholds!r}"
         )
+    for metric in thresholds:
+        # A name MLflow cannot store would never be logged (the gate would wait for ever), and
+        # the verdict's tag airflow.gate.metric.<name> must be a tag MLflow accepts.
+        validate_metric_key(metric)
+        validate_tags({f"{METRIC_TAG_PREFIX}{metric}": ""})
     return {str(metric): Threshold.parse(str(metric), spec) for metric, spec in thresholds.items()}
 
 
@@ -153,7 +162,7 @@ class Verdict:
             "airflow.gate.evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.evaluated_at)),
         }
         for check in self.checks:
-            tags[f"airflow.gate.metric.{check.metric}"] = check.line()
+            tags[f"{METRIC_TAG_PREFIX}{check.metric}"] = check.line()
         return tags
 
 

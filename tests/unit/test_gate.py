@@ -123,6 +123,7 @@ TRIGGER_KWARGS = {
     "baseline": "champion",
     "mlflow_conn_id": "mlflow_default",
     "poll_interval": 0.1,
+    "deadline": None,
 }
 
 
