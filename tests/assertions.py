@@ -154,3 +154,24 @@ def check_lifecycle(run, client) -> None:
         ("promote", "3", "1"),
         ("rollback", "1", "3"),
     ]
+
+
+def points_by_attempt(client, run_id: str, key: str) -> dict[int | None, list[int]]:
+    """
+    A metric's steps grouped by attempt, by the README's rule: a point belongs to attempt n when
+    ``airflow.try.<n>.start <= timestamp < airflow.try.<n+1>.start`` (None: before every start).
+    """
+    tags = client.get_run(run_id).data.tags
+    starts = sorted(
+        (int(value), int(name.split(".")[2]))
+        for name, value in tags.items()
+        if name.startswith("airflow.try.") and name.endswith(".start")
+    )
+    grouped: dict[int | None, list[int]] = {}
+    for point in client.get_metric_history(run_id, key):
+        attempt = None
+        for start, number in starts:
+            if start <= point.timestamp:
+                attempt = number
+        grouped.setdefault(attempt, []).append(point.step)
+    return {n: sorted(steps) for n, steps in grouped.items()}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,10 @@ TASK_STATUS = {"success": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
 TI_ACTIVE_STATES = frozenset(
     {"running", "queued", "scheduled", "deferred", "restarting", "up_for_reschedule"}
 )
-NOT_RECORDED = "not recorded: the attempt ended while MLflow was unreachable (or its process was killed)"
+NOT_RECORDED = (
+    "not recorded: the attempt ended without MLflow hearing of it (MLflow was unreachable, or its "
+    "process was killed)"
+)
 RECORDED_LATE = (
     "tracking was unavailable when this attempt ended; its outcome was recorded later from Airflow's "
     "task-instance state"
@@ -346,6 +349,8 @@ def finalize_dag_run(
     run_id: str,
     succeeded: bool,
     task_states: Mapping[tuple[str, int], tuple[str, int]] | None = None,
+    tasks: Collection[str] = (),
+    ui_base_url: str | None = None,
 ) -> dict[str, Any]:
     """
     Close the MLflow side of a finished DAG run: one parent, every child pointing at it, every
@@ -355,9 +360,19 @@ def finalize_dag_run(
         instances, as Airflow knows them (None when unknown): attempts the runs still show as
         running, or do not show, are recorded from it, and a child left RUNNING ends with its
         task instance's outcome (KILLED when unknown).
+    :param tasks: ids of the tasks that track into this experiment: a task instance of one of them
+        that ran but has no run (MLflow was down, ``tracking_failure="warn"``) gets one, recording
+        its attempts
     """
-    ctx = TaskRunContext(dag_id=dag_id, run_id=run_id, task_id="")
+    ctx = TaskRunContext(dag_id=dag_id, run_id=run_id, task_id="", **_url(ui_base_url))
+    unrecorded = {
+        key: ti
+        for key, ti in (task_states or {}).items()
+        if key[0] in tasks and ti[1] >= 1 and ti[0] in TASK_STATUS
+    }
     experiment = hook.experiment(experiment_name, create=False)
+    if experiment is None and unrecorded:
+        experiment = hook.experiment(experiment_name)
     if experiment is None:
         return {"experiment": experiment_name, "parent": None}
     experiment_id = experiment.experiment_id
@@ -366,6 +381,7 @@ def finalize_dag_run(
     winner = parents[0].run_id if parents else None
     killed, reconciled = [], []
     for child in children:
+        unrecorded.pop(_ti_key(child.tags), None)
         fixes: dict[str, str] = {}
         if winner and child.tags.get(PARENT, winner) != winner:
             fixes[PARENT] = winner
@@ -381,6 +397,14 @@ def finalize_dag_run(
             hook.set_run_status(child.run_id, status)
             if status == "KILLED":
                 killed.append(child.run_id)
+    if unrecorded and winner is None:
+        winner = hook.create_run(experiment_id, run_id, ctx.parent_tags(), start_time=_now_ms()).run_id
+    for (task_id, map_index), (state, try_number) in sorted(unrecorded.items()):
+        tctx = TaskRunContext(dag_id, run_id, task_id, map_index, try_number, **_url(ui_base_url))
+        tags = {**tctx.task_tags(), PARENT: winner, **reconcile_attempts({}, state, try_number)}
+        run = hook.create_run(experiment_id, tctx.run_name, tags, start_time=_now_ms())
+        hook.set_run_status(run.run_id, _final_status(state))
+        reconciled.append(run.run_id)
     for extra in parents[1:]:
         hook.delete_run(extra.run_id)
     if winner:
@@ -396,16 +420,21 @@ def finalize_dag_run(
     }
 
 
+def _ti_key(tags: Mapping[str, str]) -> tuple[str, int] | None:
+    try:
+        return (tags.get("airflow.task_id", ""), int(tags.get("airflow.map_index", "-1")))
+    except ValueError:
+        return None
+
+
 def _task_state(
     tags: Mapping[str, str], task_states: Mapping[tuple[str, int], tuple[str, int]] | None
 ) -> tuple[str, int] | None:
-    if not task_states:
-        return None
-    try:
-        key = (tags.get("airflow.task_id", ""), int(tags.get("airflow.map_index", "-1")))
-    except ValueError:
-        return None
-    return task_states.get(key)
+    return (task_states or {}).get(_ti_key(tags))
+
+
+def _url(ui_base_url: str | None) -> dict[str, str]:
+    return {"ui_base_url": ui_base_url.rstrip("/")} if ui_base_url else {}
 
 
 def _final_status(ti_state: str) -> str:

@@ -14,6 +14,7 @@ from airflow_mlflow.runs import (
     finalize_dag_run,
     open_task_run,
 )
+from tests.assertions import points_by_attempt
 
 
 @pytest.fixture
@@ -130,3 +131,56 @@ def test_the_parent_hint_spares_later_tasks_the_search(hook, store, monkeypatch)
 
     finalize_dag_run(hook, "d", "d", "manual__1", succeeded=True)
     assert f"airflow.parent.{ctx('a').dag_run_key}" not in store.client.get_experiment_by_name("d").tags
+
+
+def test_a_killed_attempt_is_closed_by_the_retry_and_each_curve_stays_apart(hook, store):
+    """Try 1 logs 15 steps and dies without closing its run; try 2 logs a 60-step curve."""
+    first = open_task_run(hook, ctx("fit"))
+    hook.log_metric_history(first.run_id, "loss", [1.0] * 15)
+    # (killed: nothing closes the run)
+    second = open_task_run(hook, ctx("fit", try_number=2))
+    hook.log_metric_history(second.run_id, "loss", [0.5] * 60)
+    close_task_run(hook, second, ctx("fit", try_number=2), "success")
+
+    assert second.run_id == first.run_id
+    tags = store.client.get_run(first.run_id).data.tags
+    assert tags["airflow.try.1.state"] == "failed"
+    assert tags["airflow.try.1.error"].startswith("not recorded")
+    assert tags["airflow.try.2.state"] == "success"
+    assert (
+        int(tags["airflow.try.1.start"]) <= int(tags["airflow.try.2.start"]) <= int(tags["airflow.try.2.end"])
+    )
+    grouped = points_by_attempt(store.client, first.run_id, "loss")
+    assert {n: len(steps) for n, steps in grouped.items()} == {1: 15, 2: 60}
+    assert grouped[2] == list(range(60))
+
+
+def test_attempts_that_never_reached_mlflow_are_recorded_by_the_next(hook, store):
+    """Tries 1 and 2 failed while MLflow was down: try 3 creates the run and records them."""
+    run = open_task_run(hook, ctx("late", try_number=3))
+    tags = store.client.get_run(run.run_id).data.tags
+    assert [tags[f"airflow.try.{n}.state"] for n in (1, 2, 3)] == ["failed", "failed", "running"]
+    assert tags["airflow.try.2.error"].startswith("not recorded")
+    assert "airflow.try.3.error" not in tags
+
+
+def test_finalize_records_attempts_from_airflow_task_states(hook, store):
+    """The end of the DAG run closes what the tasks could not: each attempt as Airflow saw it."""
+    ok = open_task_run(hook, ctx("ok"))  # succeeded, but MLflow was down when it ended
+    died = open_task_run(hook, ctx("died", try_number=2))  # try 1 never reached MLflow; try 2 killed
+    states = {("ok", -1): ("success", 1), ("died", -1): ("failed", 2), ("gone", -1): ("success", 1)}
+
+    result = finalize_dag_run(hook, "d", "d", "manual__1", False, states, tasks={"ok", "died", "gone"})
+
+    runs = {r.info.run_name: r for r in active(store)}
+    assert runs["ok"].info.status == "FINISHED" and runs["ok"].info.run_id == ok.run_id
+    assert runs["ok"].data.tags["airflow.try.1.state"] == "success"
+    assert "recorded later" in runs["ok"].data.tags["airflow.try.1.note"]
+    assert runs["died"].info.status == "FAILED" and runs["died"].info.run_id == died.run_id
+    assert runs["died"].data.tags["airflow.try.1.state"] == "failed"
+    assert runs["died"].data.tags["airflow.try.2.state"] == "failed"
+    # "gone" succeeded while MLflow was down all along (tracking_failure="warn"): its run is made now.
+    gone = runs["gone"]
+    assert gone.info.status == "FINISHED" and gone.data.tags["airflow.try.1.state"] == "success"
+    assert gone.data.tags[PARENT] == ok.parent_run_id == result["parent"]
+    assert not [r for r in active(store) if r.info.status == "RUNNING"]

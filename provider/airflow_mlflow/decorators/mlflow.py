@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +12,12 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
 from airflow_mlflow.exceptions import translate
-from airflow_mlflow.operators.base import DEFAULT_CONN_ID, TrackedRunMixin, make_hook
+from airflow_mlflow.operators.base import (
+    DEFAULT_CONN_ID,
+    TrackedRunMixin,
+    check_tracking_failure,
+    make_hook,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -29,6 +36,10 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
     :param mlflow_conn_id: the ``mlflow`` connection (templated)
     :param experiment_name: experiment of the run; default the connection's, else the DAG id (templated)
     :param nested: nest the run under one run per DAG run (default True)
+    :param tracking_failure: ``"fail"`` (default): an MLflow outage fails the task; ``"warn"``: the
+        task log warns once and the function runs without tracking, its own ``mlflow.*`` calls
+        going to a scratch store that is deleted afterwards (the attempt is recorded on its run
+        when the DAG run ends and MLflow answers again)
     """
 
     template_fields: Sequence[str] = (
@@ -51,11 +62,13 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
         mlflow_conn_id: str = DEFAULT_CONN_ID,
         experiment_name: str | None = None,
         nested: bool = True,
+        tracking_failure: str = "fail",
         **kwargs: Any,
     ) -> None:
         self.mlflow_conn_id = mlflow_conn_id
         self.experiment_name = experiment_name
         self.nested = nested
+        self.tracking_failure = check_tracking_failure(tracking_failure)
         super().__init__(
             kwargs_to_upstream={
                 "python_callable": python_callable,
@@ -73,18 +86,24 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
         return make_hook(self.mlflow_conn_id)
 
     def execute(self, context: Context) -> Any:
-        return self.run_tracked(context, lambda task_run: self._call_in_run(task_run, context))
+        return self.run_tracked(
+            context,
+            lambda task_run: self._call_in_run(task_run, context),
+            untracked=lambda: self._call_untracked(context),
+        )
 
     def _call_in_run(self, task_run: TaskRun, context: Context) -> Any:
         import mlflow
         from mlflow.exceptions import MlflowException
 
         body_error: BaseException | None = None
-        ends_ours = False
+        ends_ours = returned = False
+        result = None
         try:
             with self.hook.user_code_env(), mlflow.start_run(run_id=task_run.run_id):
                 try:
                     result = super().execute(context)
+                    returned = True
                 except BaseException as err:
                     body_error = err
                     raise
@@ -96,13 +115,62 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
         except BaseException as err:
             if ends_ours and err is body_error:  # MLflow ended the run FAILED on the way out
                 self._ended_as = "FAILED"
+            if body_error is None and isinstance(err, Exception) and self.tolerate_outage(err):
+                # MLflow failed around the function, not in it: before it ran (run it untracked),
+                # or after it returned (its work is done).
+                return result if returned else self._call_untracked(context)
             if isinstance(err, MlflowException):
                 # e.g. a retry logging a changed param: MLflow's error code decides if a retry could help.
-                raise translate(err, f"MLflow run {task_run.run_id} of task {self.task_id!r}") from err
+                translated = translate(err, f"MLflow run {task_run.run_id} of task {self.task_id!r}")
+                if err is body_error:
+                    self._user_error = translated
+                raise translated from err
+            if err is body_error:
+                self._user_error = err
             raise
         if ends_ours:
             self._ended_as = "FINISHED"
         return result
+
+    def _call_untracked(self, context: Context) -> Any:
+        """The function without MLflow: its own ``mlflow.*`` calls land in a discarded scratch run."""
+        with _scratch_run():
+            return super().execute(context)
+
+
+@contextlib.contextmanager
+def _scratch_run() -> Iterator[None]:
+    """
+    An active run in a throwaway file store, deleted on exit, as the fluent API's target: user code
+    logging to MLflow neither fails nor waits on the unreachable server, and nothing is left in a
+    local ``./mlruns`` or ``mlflow.db``.
+    """
+    import tempfile
+
+    import mlflow
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with tempfile.TemporaryDirectory(prefix="airflow-mlflow-untracked-") as tmp:
+        uri = f"file://{tmp}"
+        env = {
+            "MLFLOW_TRACKING_URI": uri,
+            "MLFLOW_REGISTRY_URI": uri,
+            "MLFLOW_ALLOW_FILE_STORE": "true",
+            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+        }
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        try:
+            with _use_tracking_uri(uri):
+                experiment_id = mlflow.MlflowClient(uri).create_experiment("untracked")
+                with mlflow.start_run(experiment_id=experiment_id):
+                    yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def mlflow_task(
@@ -121,6 +189,8 @@ def mlflow_task(
     :param mlflow_conn_id: the ``mlflow`` connection
     :param experiment_name: experiment of the run (default: the connection's, else the DAG id)
     :param nested: nest the run under the DAG run's run (default True)
+    :param tracking_failure: ``"fail"`` (default) or ``"warn"``: go on without tracking when MLflow
+        is unreachable
     """
     return task_decorator_factory(
         python_callable=python_callable,

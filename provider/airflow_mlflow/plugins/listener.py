@@ -57,6 +57,29 @@ def tracked_targets(dag: Any) -> set[tuple[str, str | None]]:
     return targets
 
 
+#: Operators that open a run per task instance (``@task.mlflow``, ``MLflowLogOperator``).
+_RUN_OPENERS = {"_MLflowDecoratedOperator", "MLflowLogOperator"}
+
+
+def tracked_tasks(dag: Any) -> dict[tuple[str, str | None], set[str]]:
+    """
+    ``(mlflow_conn_id, experiment_name) -> task ids`` of the tasks of ``dag`` that open a run of
+    their own per task instance (not registry operators, nor ``run_id=`` loggers).
+    """
+    found: dict[tuple[str, str | None], set[str]] = {}
+    for task in getattr(dag, "tasks", None) or ():
+        task_type = getattr(task, "task_type", None) or type(task).__name__
+        partial = getattr(task, "partial_kwargs", None) or {}
+        if task_type not in _RUN_OPENERS or (getattr(task, "run_id", None) or partial.get("run_id")):
+            continue
+        target = (
+            getattr(task, "mlflow_conn_id", None) or partial.get("mlflow_conn_id") or "mlflow_default",
+            getattr(task, "experiment_name", None) or partial.get("experiment_name"),
+        )
+        found.setdefault(target, set()).add(task.task_id)
+    return found
+
+
 def _is_tracked(task: Any) -> bool:
     module = getattr(task, "_task_module", None) or type(task).__module__
     return str(module).startswith("airflow_mlflow.") and getattr(task, "run_id", None) is None
@@ -74,6 +97,7 @@ class _Finalization:
     run_id: str
     succeeded: bool
     targets: set[tuple[str, str | None]]
+    tasks: dict[tuple[str, str | None], set[str]] = field(default_factory=dict)
     tries: int = 0
     warned: bool = False
     results: list[dict] = field(default_factory=list)
@@ -87,6 +111,8 @@ class _Finalization:
         """The same DAG run ended again (cleared and re-run): its latest outcome wins."""
         self.succeeded = newer.succeeded
         self.targets |= newer.targets
+        for target, task_ids in newer.tasks.items():
+            self.tasks.setdefault(target, set()).update(task_ids)
 
     def attempt(self) -> bool:
         from airflow_mlflow.exceptions import MLflowInputError
@@ -110,7 +136,16 @@ class _Finalization:
                 hook = _hook(self.hooks, conn_id)
                 name = resolve_experiment_name(hook, experiment, self.dag_id)
                 self.results.append(
-                    finalize_dag_run(hook, name, self.dag_id, self.run_id, self.succeeded, task_states)
+                    finalize_dag_run(
+                        hook,
+                        name,
+                        self.dag_id,
+                        self.run_id,
+                        self.succeeded,
+                        task_states,
+                        tasks=self.tasks.get(target, ()),
+                        ui_base_url=_ui_base_url(),
+                    )
                 )
                 self.targets.discard(target)
             except MLflowInputError as err:  # a retry cannot fix it: say so once, and drop it
@@ -280,12 +315,12 @@ class _Finalizer:
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def pending() -> list:
-            # Sweeps are best effort: nobody waits for them.
+            # A sweep is waited for until its first try has queued what it found, not beyond.
             items = [item for _, item in self._queue.values()] + [self._in_flight]
-            return [i for i in items if isinstance(i, _Finalization)]
+            return [i for i in items if isinstance(i, _Finalization) or (i is not None and not i.tries)]
 
         def ready() -> bool:
-            if isinstance(self._in_flight, _Finalization):
+            if self._in_flight is not None:
                 return False
             return not pending() if settled else all(item.tries for item in pending())
 
@@ -408,11 +443,22 @@ def sweep() -> None:
 
 
 def _submit(dag_run: Any, succeeded: bool) -> None:
-    targets = tracked_targets(getattr(dag_run, "dag", None))
+    dag = getattr(dag_run, "dag", None)
+    targets = tracked_targets(dag)
     if not targets:
         return
-    _finalizer.submit(_Finalization(dag_run.dag_id, dag_run.run_id, succeeded, set(targets)))
+    item = _Finalization(dag_run.dag_id, dag_run.run_id, succeeded, set(targets), tracked_tasks(dag))
+    _finalizer.submit(item)
     sweep()
+
+
+def _ui_base_url() -> str | None:
+    try:
+        from airflow.configuration import conf
+
+        return conf.get("api", "base_url", fallback=None)
+    except Exception:
+        return None
 
 
 def drain(timeout: float | None = 120) -> int:
@@ -426,6 +472,12 @@ def drain(timeout: float | None = 120) -> int:
 def wait_finalized(timeout: float | None = EXIT_WAIT_S) -> bool:
     """Wait until nothing is pending, at most ``timeout`` seconds; True when all is done."""
     return _finalizer.wait(timeout, settled=True) == 0
+
+
+def reset() -> None:
+    """Drop pending work and allow a new sweep: what a fresh process starts from (tests)."""
+    _finalizer.forget()
+    _swept.clear()
 
 
 def _at_exit() -> None:

@@ -1,0 +1,100 @@
+"""Attempt bookkeeping, ``tracking_failure`` and the DAG-run sweep, through ``dag.test()`` (issue 10)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from airflow_mlflow.plugins import listener
+from tests.assertions import points_by_attempt, runs_of_dag_run
+from tests.dags import lifecycle as dags
+from tests.dags import tracked
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+
+@pytest.fixture(autouse=True)
+def fresh_listener():
+    listener.reset()
+    yield
+    listener.reset()  # finalizations against a closed port would retry for the rest of the session
+
+
+@pytest.fixture
+def mlflow_down(monkeypatch) -> str:
+    """``mlflow_down`` points at a port nobody listens on; the client does not retry."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    conn = {"conn_type": "mlflow", "host": "127.0.0.1", "port": port, "schema": "http"}
+    conn["extra"] = {"http_max_retries": 0, "http_timeout": 5}
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DOWN", json.dumps(conn))
+    return f"http://127.0.0.1:{port}"
+
+
+def test_each_attempt_of_a_retried_task_keeps_its_own_curve(store):
+    dag_run = dags.retry_curve.test()
+    listener.drain()
+    assert dag_run.state == "success"
+    (fit,) = [
+        r for r in runs_of_dag_run(store.client, "retry_curve", dag_run.run_id) if r.info.run_name == "fit"
+    ]
+    tags = fit.data.tags
+    assert tags["airflow.try.1.state"] == "failed" and tags["airflow.try.2.state"] == "success"
+    assert (
+        int(tags["airflow.try.1.end"]) <= int(tags["airflow.try.2.start"]) <= int(tags["airflow.try.2.end"])
+    )
+    # The curve holds 75 points; the rule of the README splits them into each attempt's own.
+    grouped = points_by_attempt(store.client, fit.info.run_id, "loss")
+    assert grouped == {1: list(range(15)), 2: list(range(60))}
+
+
+def test_tracking_failure_warn_lets_the_tasks_succeed_through_an_outage(store, mlflow_down, capsys):
+    dag_run = dags.outage_warn.test()
+    assert dag_run.state == "success"
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states == {"train": "success", "log": "success", "after": "success"}
+    # The task log (stdout under dag.test()) warns once per tracking task, however many calls failed.
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "MLflow is unreachable" in line]
+    assert len(warnings) == 2, warnings
+    assert all("tracking_failure='warn'" in line for line in warnings)
+    # Nothing fell back to a local store while MLflow was down.
+    assert not list(Path.cwd().glob("mlruns")) and not list(Path.cwd().glob("mlflow.db"))
+
+
+def test_tracking_failure_fail_is_the_default_and_fails_clearly(store, mlflow_down):
+    dag_run = dags.outage_fail.test()
+    assert dag_run.state == "failed"
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states["train"] == "failed" and states["after"] == "upstream_failed"
+
+
+def test_tracking_failure_is_checked_when_the_dag_is_parsed():
+    from airflow_mlflow import MLflowLogOperator
+    from airflow_mlflow.exceptions import MLflowInputError
+
+    with pytest.raises(MLflowInputError, match="tracking_failure must be 'fail' or 'warn', got 'ignore'"):
+        MLflowLogOperator(task_id="t", tracking_failure="ignore")
+
+
+def test_a_new_process_finalizes_dag_runs_a_killed_one_left_open(store, monkeypatch):
+    """The finalizing process died (scheduler killed): the next one's sweep closes the DAG run."""
+    with monkeypatch.context() as killed:
+        killed.setattr(listener, "_submit", lambda dag_run, succeeded: None)
+        dag_run = tracked.tracked.test()
+    assert dag_run.state == "success"
+    runs = {r.info.run_name: r for r in runs_of_dag_run(store.client, "tracked_example", dag_run.run_id)}
+    parent = runs.pop(dag_run.run_id)
+    assert parent.info.status == "RUNNING"  # what the killed process left
+    experiment = store.client.get_experiment_by_name("tracked_example")
+    assert [k for k in experiment.tags if k.startswith("airflow.parent.")]
+
+    listener.sweep()
+    assert listener.wait_finalized(60)
+
+    assert store.client.get_run(parent.info.run_id).info.status == "FINISHED"
+    experiment = store.client.get_experiment_by_name("tracked_example")
+    assert not [k for k in experiment.tags if k.startswith("airflow.parent.")]
