@@ -17,8 +17,8 @@ NAMES = [
     "it's 100%_done\\",
     "a' OR name LIKE '%",
     "ключ'",
+    "both x and y",  # what the LIKE pattern of "both ' and \"" matches too: kept out by the exact filter
     "plain",
-    "plain2",  # LIKE-alike of "plain" would over-match without the exact filter
 ]
 
 
@@ -26,16 +26,20 @@ def everyone(dag_id: str | None) -> bool:
     return True
 
 
-@pytest.fixture
-def registry(store):
-    client = store.client
+def fill(client) -> None:
+    """Model ``NAMES[i]`` gets ``i + 1`` versions, each tagged ``who=<name>``."""
     exp = client.create_experiment("names")
     run = client.create_run(exp).info.run_id
     for count, name in enumerate(NAMES, start=1):
         client.create_registered_model(name)
         for _ in range(count):
             client.create_model_version(name, f"runs:/{run}/model", run_id=run, tags={"who": name})
-    return client
+
+
+@pytest.fixture
+def registry(store):
+    fill(store.client)
+    return store.client
 
 
 def test_list_versions_finds_exactly_each_name(registry):
@@ -56,7 +60,8 @@ def test_versions_with_tags_takes_a_quote_in_a_value(registry):
 
 def test_registry_pages_list_and_open_every_name(registry):
     hook = MLflowHook()
-    assert [s.model.name for s in pages.models_view(hook, everyone)] == sorted(NAMES)
+    listed = [s.model.name for s in pages.models_view(hook, everyone)]
+    assert [name for name in listed if name in NAMES] == sorted(NAMES)  # a server may hold others
     for count, name in enumerate(NAMES, start=1):
         view = pages.model_view(hook, name, everyone)
         assert view is not None and len(view.versions) == count, name
