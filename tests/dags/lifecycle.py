@@ -1,15 +1,11 @@
-"""DAGs for attempt bookkeeping and ``tracking_failure`` (issue 10, items 5 and 7)."""
+"""A retried task logging a curve per attempt (issue 10, item 7)."""
 
 from __future__ import annotations
 
 import pendulum
 from airflow.sdk import dag, get_current_context, task
 
-from airflow_mlflow import MLflowLogOperator
-
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
-#: The connection the outage DAGs use; tests point it at a closed port.
-DOWN_CONN_ID = "mlflow_down"
 
 
 def retry_curve_dag(dag_id: str = "retry_curve"):
@@ -32,35 +28,4 @@ def retry_curve_dag(dag_id: str = "retry_curve"):
     return _dag()
 
 
-def outage_dag(dag_id: str, tracking_failure: str):
-    """Both tracking task kinds against ``mlflow_down``, and a plain task that must still run after."""
-
-    @dag(dag_id=dag_id, schedule=None, start_date=START, catchup=False)
-    def _dag():
-        @task.mlflow(mlflow_conn_id=DOWN_CONN_ID, tracking_failure=tracking_failure)
-        def train() -> float:
-            import mlflow
-
-            mlflow.log_param("alpha", 0.5)  # goes nowhere while MLflow is down; must not fail
-            mlflow.log_metric("score", 0.9)
-            return 0.9
-
-        log = MLflowLogOperator(
-            task_id="log",
-            mlflow_conn_id=DOWN_CONN_ID,
-            tracking_failure=tracking_failure,
-            metrics={"best": "{{ ti.xcom_pull(task_ids='train') }}"},
-        )
-
-        @task
-        def after() -> str:
-            return "ran"
-
-        train() >> log >> after()
-
-    return _dag()
-
-
 retry_curve = retry_curve_dag()
-outage_warn = outage_dag("outage_warn", "warn")
-outage_fail = outage_dag("outage_fail", "fail")
