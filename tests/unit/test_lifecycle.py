@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from pathlib import Path
 
 import pytest
 
@@ -53,9 +52,12 @@ def test_each_attempt_of_a_retried_task_keeps_its_own_curve(store):
     assert grouped == {1: list(range(15)), 2: list(range(60))}
 
 
-def test_tracking_failure_warn_lets_the_tasks_succeed_through_an_outage(store, mlflow_down, capsys):
+def test_tracking_failure_warn_lets_the_tasks_succeed_through_an_outage(
+    store, mlflow_down, capsys, tmp_path, monkeypatch
+):
     from tests.dags import outage
 
+    monkeypatch.chdir(tmp_path)
     dag_run = outage.outage_warn.test()
     assert dag_run.state == "success"
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
@@ -65,7 +67,7 @@ def test_tracking_failure_warn_lets_the_tasks_succeed_through_an_outage(store, m
     assert len(warnings) == 2, warnings
     assert all("tracking_failure='warn'" in line for line in warnings)
     # Nothing fell back to a local store while MLflow was down.
-    assert not list(Path.cwd().glob("mlruns")) and not list(Path.cwd().glob("mlflow.db"))
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
 
 
 def test_tracking_failure_fail_is_the_default_and_fails_clearly(store, mlflow_down):

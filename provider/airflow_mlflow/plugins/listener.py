@@ -110,8 +110,12 @@ class _Finalization:
     def merge(self, newer: _Finalization) -> None:
         """The same DAG run ended again (cleared and re-run): its latest outcome wins."""
         self.succeeded = newer.succeeded
-        self.targets |= newer.targets
-        for target, task_ids in newer.tasks.items():
+        self.absorb(newer)
+
+    def absorb(self, other: _Finalization) -> None:
+        """Take on the work ``other`` has left, keeping this one's outcome."""
+        self.targets |= other.targets
+        for target, task_ids in other.tasks.items():
             self.tasks.setdefault(target, set()).update(task_ids)
 
     def attempt(self) -> bool:
@@ -199,7 +203,10 @@ class _Sweep:
         return ("sweep", "", "")
 
     def merge(self, newer: _Sweep) -> None:
-        self.conn_ids |= newer.conn_ids
+        self.absorb(newer)
+
+    def absorb(self, other: _Sweep) -> None:
+        self.conn_ids |= other.conn_ids
 
     def attempt(self) -> bool:
         self.tries += 1
@@ -260,6 +267,7 @@ class _Finalizer:
         self._in_flight: Any = None
         self._thread: threading.Thread | None = None
         self._owner = os.getpid()
+        self._generation = 0
 
     def submit(self, item: Any) -> None:
         with self._cond:
@@ -277,7 +285,7 @@ class _Finalizer:
                 atexit.register(_at_exit)
             self._cond.notify_all()
 
-    def _next(self) -> Any:
+    def _next(self) -> tuple[Any, int]:
         with self._cond:
             while True:
                 now = time.monotonic()
@@ -285,13 +293,13 @@ class _Finalizer:
                 if due:
                     key = min(due)[1]
                     self._in_flight = self._queue.pop(key)[1]
-                    return self._in_flight
+                    return self._in_flight, self._generation
                 wake = min((at for at, _ in self._queue.values()), default=None)
                 self._cond.wait(None if wake is None else max(wake - now, 0.01))
 
     def _work(self) -> None:
         while True:
-            item = self._next()
+            item, generation = self._next()
             try:
                 done = item.attempt()
             except Exception as err:  # a bug must not kill the thread or flood the log
@@ -299,12 +307,12 @@ class _Finalizer:
                 done = False
             with self._cond:
                 self._in_flight = None
-                if not done:
-                    retry = (time.monotonic() + RETRY_INTERVAL_S, item)
+                if not done and generation == self._generation:
                     queued = self._queue.get(item.key)
-                    if queued is not None:  # submitted again meanwhile
-                        item.merge(queued[1])
-                    self._queue[item.key] = retry
+                    if queued is not None:  # submitted again meanwhile: that one is due now
+                        queued[1].absorb(item)
+                    else:
+                        self._queue[item.key] = (time.monotonic() + RETRY_INTERVAL_S, item)
                 self._cond.notify_all()
 
     def wait(self, timeout: float | None, *, settled: bool) -> int:
@@ -338,6 +346,7 @@ class _Finalizer:
         """Drop every pending item (tests, between cases)."""
         with self._cond:
             self._queue.clear()
+            self._generation += 1  # and what is in flight now is not queued again
 
 
 _finalizer = _Finalizer()
