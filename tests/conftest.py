@@ -49,3 +49,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def airflow_db() -> None:
     """A migrated Airflow metadata DB (SQLite, once per session) for ``dag.test()``."""
     migrate_airflow_db()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """
+    Drop DAG-run finalizations still retrying against stores and servers the tests are done with:
+    at exit the listener would wait up to a minute for them.
+    """
+    import sys
+
+    listener = sys.modules.get("airflow_mlflow.plugins.listener")
+    if listener is not None and hasattr(listener, "reset"):
+        listener.reset()
