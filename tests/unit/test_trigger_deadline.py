@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("airflow_db")
 
 # Before the fix ``dag.test()`` polled for as long as pytest let it: the inline trigger runner
 # ignores the deferral's timeout. A generous limit, not a timing assertion: it must finish at all.
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(240, method="thread")  # a SIGALRM did not stop dag.test()
 def test_deferrable_gate_times_out_under_dag_test_and_never_promotes(store):
     dag_run = dags.gate_deferred_timeout.test()
     listener.drain()
