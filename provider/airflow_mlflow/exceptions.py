@@ -50,15 +50,18 @@ class MLflowConflictError(MLflowProviderError, AirflowFailException):
     """A write conflicts with what MLflow already holds (for example a changed param)."""
 
 
-def translate(err: MlflowException, resource: str) -> MLflowProviderError:
+def translate(err: MlflowException, resource: str, secrets: tuple[str, ...] = ()) -> MLflowProviderError:
     """
     Turn an ``MlflowException`` into the matching provider error.
 
     :param err: the exception MLflow raised
     :param resource: what was being accessed, e.g. ``"run 1f2e…"``; it opens the message
+    :param secrets: strings the message must not contain (the connection's password, token…)
     """
     code = getattr(err, "error_code", "") or ""
     message = f"{resource}: {err.message if hasattr(err, 'message') else err}"
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        message = message.replace(secret, "***")
     if code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "ENDPOINT_NOT_FOUND"}:
         return MLflowResourceNotFoundError(message)
     if code in {"UNAUTHENTICATED", "PERMISSION_DENIED", "CUSTOMER_UNAUTHORIZED"}:

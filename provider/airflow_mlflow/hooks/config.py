@@ -21,6 +21,17 @@ TRACKING_SCHEMES = frozenset(
 )
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
+#: MLflow's client retry budget when neither the connection's extras nor MLflow's environment
+#: variables set it: a refused connection fails after about 30 s of backoff (0+4+8+16 s, which
+#: absorbs a server restart), a server that never answers after 5 tries of 10 s plus that backoff.
+#: MLflow's own defaults (7 retries, factor 2, 120 s) take 4 minutes and more per request.
+DEFAULT_HTTP_MAX_RETRIES = 4
+DEFAULT_HTTP_BACKOFF_FACTOR = 2.0
+DEFAULT_HTTP_TIMEOUT = 10.0
+#: MLflow refuses more retries and larger factors than these (``_MLFLOW_HTTP_REQUEST_*_LIMIT``).
+_MAX_RETRIES_LIMIT = 10
+_MAX_BACKOFF_LIMIT = 120.0
+
 #: The connection whose absence means "the embedded default"; any other id must exist.
 DEFAULT_CONN_ID = "mlflow_default"
 
@@ -36,16 +47,95 @@ def embedded_root() -> Path:
     return airflow_home() / "mlflow"
 
 
+_SECRET_FIELDS = frozenset({"password", "token"})
+_URI_FIELDS = frozenset({"tracking_uri", "registry_uri", "ui_url"})
+
+
+def _userinfo_secrets(uri: str | None) -> list[str]:
+    """The ``user:password`` part of ``uri`` (whole, password alone, and %-decoded), if any."""
+    if not uri or "://" not in uri:
+        return []
+    from urllib.parse import unquote
+
+    netloc = uri.split("://", 1)[1].split("/", 1)[0]
+    if "@" not in netloc:
+        return []
+    userinfo = netloc.rsplit("@", 1)[0]
+    found = [userinfo, unquote(userinfo)]
+    if ":" in userinfo:
+        password = userinfo.split(":", 1)[1]
+        found += [password, unquote(password)]
+    return [s for s in found if s]
+
+
 def redact_uri(uri: str) -> str:
     """``uri`` without any ``user:password@`` part, safe to log or link to."""
     scheme, sep, rest = uri.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        rest = rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
+    netloc, slash, path = rest.partition("/")
+    if sep and "@" in netloc:
+        netloc = netloc.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{netloc}{slash}{path}"
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every one of ``secrets`` replaced by ``***`` (longest first)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _userinfo_credentials(conn_id: str, field_name: str, uri: str | None) -> tuple[str | None, str, str]:
+    """
+    An http(s) ``uri`` without its ``user:password@`` part, and that user and password (decoded).
+
+    MLflow never reads a URI's userinfo as credentials, and the URI lands in request URLs, error
+    messages and ``MLFLOW_TRACKING_URI``: the provider sends it as basic auth instead.
+    """
+    if not uri or _scheme(uri) not in {"http", "https"} or "://" not in uri:
+        return uri, "", ""
+    from urllib.parse import unquote
+
+    scheme, rest = uri.split("://", 1)
+    netloc, slash, path = rest.partition("/")
+    if "@" not in netloc:
+        return uri, "", ""
+    userinfo, host = netloc.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    if not user:
+        raise MLflowConnectionConfigError(
+            f"Connection {conn_id!r}: {field_name} {redact_uri(uri)!r} has a password but no user name"
+        )
+    return f"{scheme}://{host}{slash}{path}", unquote(user), unquote(password)
 
 
 def _scheme(uri: str) -> str:
     return uri.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+@dataclass(frozen=True)
+class HttpBudget:
+    """How hard the hook's MLflow client tries one request: MLflow's retries, backoff and timeout."""
+
+    max_retries: int
+    backoff_factor: float
+    timeout: float
+
+
+def _as_number(conn_id: str, field_name: str, value: Any, kind: type, low: float, high: float) -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not (low <= number <= high) or number != number:
+        raise MLflowConnectionConfigError(
+            f"Connection {conn_id!r}: {field_name!r} must be a{'n integer' if kind is int else ' number'} "
+            f"from {low:g} to {high:g}, got {value!r}"
+        )
+    return number
 
 
 def _as_bool(conn_id: str, field_name: str, value: Any) -> bool:
@@ -81,6 +171,55 @@ class MLflowConnectionConfig:
     #: True for the zero-set-up SQLite store under ``$AIRFLOW_HOME/mlflow``.
     embedded: bool = False
     artifact_root: str | None = None
+    #: Extras ``http_max_retries``, ``http_backoff_factor``, ``http_timeout``; None: not set.
+    http_max_retries: int | None = None
+    http_backoff_factor: float | None = None
+    http_timeout: float | None = None
+
+    def __repr__(self) -> str:
+        shown = {
+            name: redact_uri(value) if name in _URI_FIELDS and isinstance(value, str) else value
+            for name, value in vars(self).items()
+            if name not in _SECRET_FIELDS
+        }
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret this config holds, to strip from messages: password, token, URI userinfo."""
+        found = [self.password, self.token]
+        for uri in (self.tracking_uri, self.registry_uri, self.ui_url):
+            found.extend(_userinfo_secrets(uri))
+        return tuple(dict.fromkeys(s for s in found if s))
+
+    @property
+    def http_budget(self) -> HttpBudget:
+        """
+        The retry budget of the hook's own client: the connection's extras, else MLflow's
+        ``MLFLOW_HTTP_REQUEST_*`` variables when the process sets them, else the provider's defaults.
+        """
+
+        def pick(mine: Any, env: str, kind: type, default: Any) -> Any:
+            if mine is not None:
+                return mine
+            raw = os.environ.get(env, "").strip()
+            try:
+                return kind(raw) if raw else default
+            except ValueError:
+                return default
+
+        return HttpBudget(
+            max_retries=pick(
+                self.http_max_retries, "MLFLOW_HTTP_REQUEST_MAX_RETRIES", int, DEFAULT_HTTP_MAX_RETRIES
+            ),
+            backoff_factor=pick(
+                self.http_backoff_factor,
+                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+                float,
+                DEFAULT_HTTP_BACKOFF_FACTOR,
+            ),
+            timeout=pick(self.http_timeout, "MLFLOW_HTTP_REQUEST_TIMEOUT", float, DEFAULT_HTTP_TIMEOUT),
+        )
 
     @property
     def is_http(self) -> bool:
@@ -112,21 +251,42 @@ class MLflowConnectionConfig:
         scheme = _scheme(tracking_uri)
         if scheme not in TRACKING_SCHEMES:
             raise MLflowConnectionConfigError(
-                f"Connection {conn.conn_id!r}: tracking_uri {tracking_uri!r} has unsupported scheme "
-                f"{scheme!r}; use one of {sorted(TRACKING_SCHEMES)}"
+                f"Connection {conn.conn_id!r}: tracking_uri {redact_uri(tracking_uri)!r} has unsupported "
+                f"scheme {scheme!r}; use one of {sorted(TRACKING_SCHEMES)}"
             )
         registry_uri = (extra.get("registry_uri") or "").strip() or None
         if registry_uri and _scheme(registry_uri) not in TRACKING_SCHEMES:
             raise MLflowConnectionConfigError(
-                f"Connection {conn.conn_id!r}: registry_uri {registry_uri!r} has an unsupported scheme"
+                f"Connection {conn.conn_id!r}: registry_uri {redact_uri(registry_uri)!r} has an "
+                "unsupported scheme"
             )
         ui_url = (extra.get("ui_url") or "").strip() or None
+        ui_url = redact_uri(ui_url) if ui_url else None  # a link never carries credentials
         if ui_url and _scheme(ui_url) not in {"http", "https"}:
             raise MLflowConnectionConfigError(
-                f"Connection {conn.conn_id!r}: ui_url {ui_url!r} must be an http(s) URL"
+                f"Connection {conn.conn_id!r}: ui_url {redact_uri(ui_url)!r} must be an http(s) URL"
             )
         token = extra.get("token") or None
         username, password = conn.login or None, conn.password or None
+        tracking_uri, uri_user, uri_password = _userinfo_credentials(
+            conn.conn_id, "tracking_uri", tracking_uri
+        )
+        registry_uri, reg_user, reg_password = _userinfo_credentials(
+            conn.conn_id, "registry_uri", registry_uri
+        )
+        if reg_user and (reg_user, reg_password) != (uri_user, uri_password) and (uri_user or username):
+            raise MLflowConnectionConfigError(
+                f"Connection {conn.conn_id!r}: registry_uri carries other credentials than the tracking "
+                "server's; one connection has one set of credentials"
+            )
+        uri_user, uri_password = uri_user or reg_user, uri_password or reg_password
+        if uri_user:
+            if token or username or password:
+                raise MLflowConnectionConfigError(
+                    f"Connection {conn.conn_id!r}: credentials are both in the URI and in "
+                    "login/password or the token extra; keep one"
+                )
+            username, password = uri_user, uri_password or None
         if token and (username or password):
             raise MLflowConnectionConfigError(
                 f"Connection {conn.conn_id!r}: set either login/password or the token extra, not both"
@@ -152,6 +312,20 @@ class MLflowConnectionConfig:
             insecure_tls=insecure,
             ca_bundle=ca_bundle,
             artifact_root=(extra.get("artifact_root") or "").strip() or None,
+            http_max_retries=_as_number(
+                conn.conn_id, "http_max_retries", extra.get("http_max_retries"), int, 0, _MAX_RETRIES_LIMIT
+            ),
+            http_backoff_factor=_as_number(
+                conn.conn_id,
+                "http_backoff_factor",
+                extra.get("http_backoff_factor"),
+                float,
+                0,
+                _MAX_BACKOFF_LIMIT,
+            ),
+            http_timeout=_as_number(
+                conn.conn_id, "http_timeout", extra.get("http_timeout"), float, 0.1, 3600
+            ),
         )
 
     @staticmethod
@@ -212,7 +386,9 @@ def resolve_config(conn_id: str = DEFAULT_CONN_ID, team_name: str | None = None)
     except Exception as err:  # access denied (multi-team), an Execution API error
         raise _unreadable(conn_id, err) from err
     if conn is not None:
-        return MLflowConnectionConfig.from_connection(conn)
+        config = MLflowConnectionConfig.from_connection(conn)
+        _mask(config.secrets)
+        return config
     if conn_id != DEFAULT_CONN_ID:
         raise AirflowNotFoundException(f"The conn_id `{conn_id}` isn't defined")
     config = MLflowConnectionConfig.embedded_default()
@@ -222,6 +398,16 @@ def resolve_config(conn_id: str = DEFAULT_CONN_ID, team_name: str | None = None)
         config.tracking_uri,
     )
     return config
+
+
+def _mask(secrets: tuple[str, ...]) -> None:
+    """Have Airflow's secrets masker hide them in this process's logs (and its supervisor's)."""
+    if not secrets:
+        return
+    from airflow.sdk.log import mask_secret
+
+    for secret in secrets:
+        mask_secret(secret)
 
 
 def _unreadable(conn_id: str, err: BaseException) -> MLflowConnectionLookupError:

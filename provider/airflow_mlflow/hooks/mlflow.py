@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -12,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_mlflow.exceptions import translate
-from airflow_mlflow.hooks.config import MLflowConnectionConfig, redact_uri, resolve_config
+from airflow_mlflow.exceptions import MLflowProviderError, translate
+from airflow_mlflow.hooks.config import HttpBudget, MLflowConnectionConfig, redact, redact_uri, resolve_config
 from airflow_mlflow.hooks.registry import RegistryVerbs
 from airflow_mlflow.hooks.tracking import TrackingVerbs
 
@@ -85,7 +87,7 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
         try:
             self.client.search_experiments(max_results=1)
         except Exception as err:  # shown in the UI's "Test" button
-            return False, f"{type(err).__name__}: {err}"
+            return False, redact(f"{type(err).__name__}: {err}", self.config.secrets)
         return True, f"Connected to MLflow at {redact_uri(self.config.tracking_uri)}"
 
     @contextlib.contextmanager
@@ -108,11 +110,16 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
         """
         from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
+        budget = self.config.http_budget
         uris = {
             "MLFLOW_TRACKING_URI": self.config.tracking_uri,
             "MLFLOW_REGISTRY_URI": self.config.registry_uri,
             # Else MLflow reads a run back when it ends, to print its URL: the task log has it.
             "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+            # The connection's retry budget, for the fluent API too (a task process runs one task).
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(budget.max_retries),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(budget.backoff_factor),
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(budget.timeout),
         }
         if self.config.embedded:
             _prepare_embedded_store(self.config)
@@ -127,7 +134,11 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
         from mlflow.utils.rest_utils import http_request, verify_rest_response
 
         response = http_request(
-            _host_creds(self.config, self.config.tracking_uri), endpoint, "GET", params=params
+            _host_creds(self.config, self.config.tracking_uri),
+            endpoint,
+            "GET",
+            params=params,
+            **_budget_kwargs(self.config.http_budget),
         )
         return verify_rest_response(response, endpoint).json()
 
@@ -136,7 +147,8 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
         from mlflow.utils.rest_utils import http_request, verify_rest_response
 
         creds = _host_creds(self.config, self.config.tracking_uri)
-        with http_request(creds, endpoint, "GET", params=params, stream=True) as response:
+        budget = _budget_kwargs(self.config.http_budget)
+        with http_request(creds, endpoint, "GET", params=params, stream=True, **budget) as response:
             verify_rest_response(response, endpoint)
             data = bytearray()
             for chunk in response.iter_content(64 * 1024):
@@ -147,12 +159,27 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
 
     @contextlib.contextmanager
     def _call(self, resource: str) -> Iterator[None]:
+        """
+        Translate MLflow's errors, with every secret of the connection removed from the message.
+
+        The translated error is chained to a redacted copy of MLflow's (same type, code and
+        traceback), so a task log's traceback shows MLflow's frames but not the secret; the original
+        exception, whose message or context may hold it, is dropped.
+        """
         from mlflow.exceptions import MlflowException
 
+        secrets = self.config.secrets
         try:
-            yield
+            with _http_budget(self.config):
+                yield
         except MlflowException as err:
-            raise translate(err, resource) from err
+            raise translate(err, resource, secrets) from _redacted(err, secrets)
+        except Exception as err:
+            if secrets and any(secret in str(err) for secret in secrets):
+                raise MLflowProviderError(f"{resource}: {redact(str(err), secrets)}") from _redacted(
+                    err, secrets
+                )
+            raise
 
 
 def _credential_env(config: MLflowConnectionConfig) -> dict[str, str | None]:
@@ -164,6 +191,95 @@ def _credential_env(config: MLflowConnectionConfig) -> dict[str, str | None]:
         "MLFLOW_TRACKING_INSECURE_TLS": "true" if config.insecure_tls else None,
         "MLFLOW_TRACKING_SERVER_CERT_PATH": config.ca_bundle,
     }
+
+
+def _redacted(err: BaseException, secrets: tuple[str, ...]) -> BaseException:
+    """``err`` itself when its message holds no secret, else a copy without them (same traceback)."""
+    text = str(err)
+    if not secrets or not any(secret in text for secret in secrets):
+        return err
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(err, MlflowException):
+        copy: BaseException = MlflowException(redact(err.message, secrets))
+        copy.error_code = err.error_code
+    else:
+        copy = RuntimeError(f"{type(err).__name__}: {redact(text, secrets)}")
+    copy.__suppress_context__ = True  # the original's context (a requests error) may hold it too
+    return copy.with_traceback(err.__traceback__)
+
+
+#: The retry budget of the hook call running in this context (None: MLflow's environment rules).
+_BUDGET: contextvars.ContextVar[HttpBudget | None] = contextvars.ContextVar(
+    "airflow_mlflow_budget", default=None
+)
+
+
+def _budget_kwargs(budget: HttpBudget) -> dict[str, float]:
+    return {
+        "max_retries": budget.max_retries,
+        "backoff_factor": budget.backoff_factor,
+        "timeout": budget.timeout,
+    }
+
+
+@contextlib.contextmanager
+def _http_budget(config: MLflowConnectionConfig) -> Iterator[None]:
+    """MLflow requests made in this block (this thread) use ``config``'s retry budget."""
+    if not config.is_http:
+        yield
+        return
+    _install_budget_seam()
+    token = _BUDGET.set(config.http_budget)
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+class _BudgetedSetting:
+    """
+    Stands for one of MLflow's ``MLFLOW_HTTP_REQUEST_*`` settings inside ``mlflow.utils.rest_utils``:
+    the hook's budget while a hook call runs, MLflow's own value (the environment) otherwise.
+    """
+
+    def __init__(self, setting: Any, field: str) -> None:
+        self._setting, self._field = setting, field
+
+    def get(self) -> Any:
+        budget = _BUDGET.get()
+        return self._setting.get() if budget is None else getattr(budget, self._field)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._setting, name)
+
+    def __str__(self) -> str:
+        return str(self._setting)
+
+    def __format__(self, spec: str) -> str:
+        return format(self._setting, spec)
+
+
+_seam_lock = threading.Lock()
+
+
+def _install_budget_seam() -> None:
+    """
+    The one seam on MLflow internals for the retry budget: ``http_request`` reads its retries,
+    backoff and timeout from these module-level settings on every call (``call_endpoint``, which
+    the REST stores use, passes none), so they answer with the budget of the running hook call.
+    """
+    from mlflow.utils import rest_utils
+
+    with _seam_lock:
+        for name, field in (
+            ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "max_retries"),
+            ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "backoff_factor"),
+            ("MLFLOW_HTTP_REQUEST_TIMEOUT", "timeout"),
+        ):
+            current = getattr(rest_utils, name)
+            if not isinstance(current, _BudgetedSetting):
+                setattr(rest_utils, name, _BudgetedSetting(current, field))
 
 
 @contextlib.contextmanager
@@ -200,7 +316,7 @@ def _host_creds(config: MLflowConnectionConfig, uri: str):
 
 def _build_client(config: MLflowConnectionConfig) -> MlflowClient:
     """
-    An ``MlflowClient`` whose REST stores carry ``config``'s credentials themselves.
+    An ``MlflowClient`` whose REST stores carry ``config``'s credentials and retry budget themselves.
 
     MLflow reads credentials from ``os.environ`` on every request; binding them to the stores
     keeps them out of the environment of shared processes (scheduler, triggerer, API server).
@@ -219,10 +335,20 @@ def _build_client(config: MLflowConnectionConfig) -> MlflowClient:
     def creds_for(uri: str):
         return lambda: _host_creds(config, uri)
 
+    class _BudgetedTrackingStore(TrackingRestStore):
+        def _call_endpoint(self, *args, **kwargs):
+            with _http_budget(config):
+                return super()._call_endpoint(*args, **kwargs)
+
+    class _BudgetedRegistryStore(RegistryRestStore):
+        def _call_endpoint(self, *args, **kwargs):
+            with _http_budget(config):
+                return super()._call_endpoint(*args, **kwargs)
+
     class _BoundTracking(TrackingServiceClient):
         def __init__(self, uri: str) -> None:
             self.tracking_uri = uri
-            self._store = TrackingRestStore(creds_for(uri))
+            self._store = _BudgetedTrackingStore(creds_for(uri))
 
         @property
         def store(self):
@@ -231,7 +357,7 @@ def _build_client(config: MLflowConnectionConfig) -> MlflowClient:
     class _BoundRegistry(ModelRegistryClient):
         def __init__(self, registry_uri: str, tracking_uri: str) -> None:
             self.registry_uri, self.tracking_uri = registry_uri, tracking_uri
-            self._store = RegistryRestStore(creds_for(registry_uri))
+            self._store = _BudgetedRegistryStore(creds_for(registry_uri))
 
         @property
         def store(self):
