@@ -98,8 +98,11 @@ def parse_thresholds(thresholds: Any) -> dict[str, Threshold]:
     for metric in thresholds:
         # A name MLflow cannot store would never be logged (the gate would wait for ever), and
         # the verdict's tag airflow.gate.metric.<name> must be a tag MLflow accepts.
-        validate_metric_key(metric)
-        validate_tags({f"{METRIC_TAG_PREFIX}{metric}": ""})
+        try:
+            validate_metric_key(metric)
+            validate_tags({f"{METRIC_TAG_PREFIX}{metric}": ""})
+        except MLflowInputError as err:
+            raise MLflowInputError(f"thresholds: metric {metric!r} cannot be gated on: {err}") from None
     return {str(metric): Threshold.parse(str(metric), spec) for metric, spec in thresholds.items()}
 
 

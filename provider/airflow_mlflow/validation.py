@@ -87,17 +87,17 @@ def _check_key(kind: str, key: Any, *, mlflow_rule: bool = True) -> str:
 
 def _text(kind: str, key: str, value: Any) -> str:
     text = str(value)
-    limit = _LIMITS[kind]
+    limit, name = _LIMITS[kind], f"{_FIELDS[kind]}: {kind} {key!r}"
     if len(text) > limit:
-        raise MLflowInputError(f"{kind} {key!r} value is {len(text)} characters; MLflow allows {limit}")
+        raise MLflowInputError(f"{name} value is {len(text)} characters; MLflow allows {limit}")
     if "\x00" in text:
         raise MLflowInputError(
-            f"{kind} {key!r} value {_short(text)} contains a NUL character, which MLflow's stores cannot hold"
+            f"{name} value {_short(text)} contains a NUL character, which MLflow's stores cannot hold"
         )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise MLflowInputError(f"{kind} {key!r} value {_short(text)} is not valid Unicode text") from None
+        raise MLflowInputError(f"{name} value {_short(text)} is not valid Unicode text") from None
     return text
 
 
@@ -108,12 +108,12 @@ def _number(key: str, value: Any) -> float:
         number = float(value)  # numbers, numpy scalars, and numeric strings from templates
     except (TypeError, ValueError):
         raise MLflowInputError(
-            f"metric {key!r} must be a number, got {type(value).__name__} {_short(value)}"
+            f"metrics: metric {key!r} must be a number, got {type(value).__name__} {_short(value)}"
         ) from None
     except OverflowError:  # an int beyond a double's range
-        raise MLflowInputError(f"metric {key!r} must be finite, got {_short(value)}") from None
+        raise MLflowInputError(f"metrics: metric {key!r} must be finite, got {_short(value)}") from None
     if not math.isfinite(number):
-        raise MLflowInputError(f"metric {key!r} must be finite, got {number!r}")
+        raise MLflowInputError(f"metrics: metric {key!r} must be finite, got {number!r}")
     return number
 
 

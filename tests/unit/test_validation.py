@@ -306,3 +306,29 @@ def test_a_file_an_artifact_server_would_refuse_fails_before_any_upload(store, a
     dag_run = run(dags.artifact_refused, plots=[str(plots)])
     assert states(dag_run) == {"log": "failed"}
     assert task_runs(store, "artifact_refused") == {}
+
+
+# -- gate thresholds ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "message"),
+    [
+        ({"a//b": 0.5}, "thresholds: metric 'a//b' cannot be gated on"),
+        ({"m" * 240: 0.5}, "cannot be gated on"),  # its airflow.gate.metric.<name> tag would be too long
+        ({"acc": float("nan")}, "thresholds['acc'].threshold must be finite, got nan"),
+        ({"acc": {"min_absolute_change": math.inf}}, "min_absolute_change must be finite, got inf"),
+    ],
+)
+def test_thresholds_the_gate_could_never_decide_are_refused(thresholds, message):
+    from airflow_mlflow.gate import parse_thresholds
+
+    with pytest.raises(MLflowInputError) as err:
+        parse_thresholds(thresholds)
+    assert message in str(err.value)
+
+
+def test_unicode_threshold_names_are_accepted():
+    from airflow_mlflow.gate import parse_thresholds
+
+    assert list(parse_thresholds({"точность": 0.5})) == ["точность"]
