@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 
@@ -113,3 +114,42 @@ def test_a_new_process_finalizes_dag_runs_a_killed_one_left_open(store, monkeypa
     assert store.client.get_run(parent.info.run_id).info.status == "FINISHED"
     experiment = store.client.get_experiment_by_name("tracked_example")
     assert not [k for k in experiment.tags if k.startswith("airflow.parent.")]
+
+
+EXIT_SCRIPT = """
+import logging, sys
+from types import SimpleNamespace
+
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+from airflow_mlflow.plugins import listener
+
+listener.EXIT_WAIT_S = 3  # the default is 60 s
+task = SimpleNamespace(task_id="t", mlflow_conn_id="mlflow_hang", experiment_name="e")
+dag_run = SimpleNamespace(dag_id="d", run_id="r", dag=SimpleNamespace(tasks=[task]))
+listener.on_dag_run_success(dag_run=dag_run, msg="")
+print("exiting", flush=True)
+"""
+
+
+def test_an_exiting_process_waits_for_a_hung_mlflow_only_so_long(tmp_path):
+    """A server that accepts connections and never answers does not hold the process's exit."""
+    import subprocess
+    import sys
+
+    with socket.socket() as hung:  # listens, never accepts: requests wait for their timeout
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        port = hung.getsockname()[1]
+        conn = {"conn_type": "mlflow", "host": "127.0.0.1", "port": port, "schema": "http"}
+        conn["extra"] = {"http_max_retries": 0, "http_timeout": 600}
+        env = {
+            **os.environ,
+            "AIRFLOW_CONN_MLFLOW_HANG": json.dumps(conn),
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "600",
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", EXIT_SCRIPT], env=env, capture_output=True, text=True, timeout=150
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "exiting" in done.stdout
+    assert "1 DAG-run finalization(s) still pending at exit" in done.stdout, done.stdout[-2000:]

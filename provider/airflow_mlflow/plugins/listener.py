@@ -193,7 +193,9 @@ class _Finalization:
 class _Sweep:
     """Find DAG runs that ended while their finalization could not run, and queue them."""
 
-    conn_ids: set[str]
+    #: None: every ``mlflow`` connection this process can list (read by the worker thread:
+    #: importing Airflow's models from two threads at once can deadlock on the import lock).
+    conn_ids: set[str] | None = None
     tries: int = 0
     warned: set[str] = field(default_factory=set)
     hooks: dict[str, Any] = field(default_factory=dict)
@@ -206,10 +208,13 @@ class _Sweep:
         self.absorb(newer)
 
     def absorb(self, other: _Sweep) -> None:
-        self.conn_ids |= other.conn_ids
+        if self.conn_ids is not None:
+            self.conn_ids = None if other.conn_ids is None else self.conn_ids | other.conn_ids
 
     def attempt(self) -> bool:
         self.tries += 1
+        if self.conn_ids is None:
+            self.conn_ids = mlflow_conn_ids()
         found = []
         for conn_id in sorted(self.conn_ids):
             try:
@@ -318,7 +323,7 @@ class _Finalizer:
     def wait(self, timeout: float | None, *, settled: bool) -> int:
         """
         Wait until nothing is pending (``settled=False``: until every item was tried at least
-        once); return the number of items still pending.
+        once); return the number of DAG-run finalizations still pending.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
 
@@ -340,7 +345,7 @@ class _Finalizer:
                 if left is not None and left <= 0:
                     break
                 self._cond.wait(left)
-            return len(pending())
+            return len([item for item in pending() if isinstance(item, _Finalization)])
 
     def forget(self) -> None:
         """Drop every pending item (tests, between cases)."""
@@ -448,7 +453,7 @@ def sweep() -> None:
     """Queue (once per process) a look for ended DAG runs whose MLflow side is still open."""
     if not _swept.is_set():
         _swept.set()
-        _finalizer.submit(_Sweep(mlflow_conn_ids()))
+        _finalizer.submit(_Sweep())
 
 
 def _submit(dag_run: Any, succeeded: bool) -> None:
