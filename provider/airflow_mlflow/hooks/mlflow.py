@@ -118,8 +118,9 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
             "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
             # The connection's retry budget, for the fluent API too (a task process runs one task).
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(budget.max_retries),
-            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(budget.backoff_factor),
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(budget.timeout),
+            # MLflow parses these two variables with int(): "2.0" would fail every fluent call.
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(round(budget.backoff_factor)),
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(budget.timeout))),
         }
         if self.config.embedded:
             _prepare_embedded_store(self.config)
