@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.exceptions import MLflowInputError
-from airflow_mlflow.validation import validate_metric_key, validate_tags
+from airflow_mlflow.validation import validate_metric_key, validate_registry_tags
 
 if TYPE_CHECKING:
     from airflow_mlflow.hooks.mlflow import MLflowHook
@@ -100,7 +100,7 @@ def parse_thresholds(thresholds: Any) -> dict[str, Threshold]:
         # the verdict's tag airflow.gate.metric.<name> must be a tag MLflow accepts.
         try:
             validate_metric_key(metric)
-            validate_tags({f"{METRIC_TAG_PREFIX}{metric}": ""})
+            validate_registry_tags({f"{METRIC_TAG_PREFIX}{metric}": ""})
         except MLflowInputError as err:
             raise MLflowInputError(f"thresholds: metric {metric!r} cannot be gated on: {err}") from None
     return {str(metric): Threshold.parse(str(metric), spec) for metric, spec in thresholds.items()}

@@ -28,12 +28,18 @@ from airflow_mlflow.exceptions import MLflowInputError
 MAX_PARAM_VALUE_LENGTH = 6000
 MAX_TAG_VALUE_LENGTH = 8000
 MAX_KEY_LENGTH = 250
+#: Tags of registered models and model versions (MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH).
+MAX_REGISTRY_TAG_VALUE_LENGTH = 100_000
 #: Steps are 64-bit integers in MLflow's stores.
 MIN_STEP, MAX_STEP = -(2**63), 2**63 - 1
 #: Stage names MLflow's (deprecated, still working) stage API knows.
 STAGES = ("None", "Staging", "Production", "Archived")
-_LIMITS = {"param": MAX_PARAM_VALUE_LENGTH, "tag": MAX_TAG_VALUE_LENGTH}
-_FIELDS = {"param": "params", "metric": "metrics", "tag": "tags"}
+_LIMITS = {
+    "param": MAX_PARAM_VALUE_LENGTH,
+    "tag": MAX_TAG_VALUE_LENGTH,
+    "model tag": MAX_REGISTRY_TAG_VALUE_LENGTH,
+}
+_FIELDS = {"param": "params", "metric": "metrics", "tag": "tags", "model tag": "tags"}
 
 
 def mlflow_key_problem(key: str) -> str | None:
@@ -142,6 +148,11 @@ def validate_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     return _strings("tag", tags)
 
 
+def validate_registry_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
+    """Tags of a registered model or a model version (MLflow allows longer values there)."""
+    return _strings("model tag", tags)
+
+
 def validate_metric_key(key: Any) -> str:
     """``key`` when MLflow accepts it as a metric name, else an error naming it."""
     return _check_key("metric", key)
@@ -244,7 +255,7 @@ def check_literals(**fields: Any) -> None:
     MLflow's length limits. Templated values (see :func:`is_templated`) wait for run time, where
     :func:`validate_params` & co. check everything, MLflow's key rule included.
     """
-    kinds = {field: kind for kind, field in _FIELDS.items()}
+    kinds = {"params": "param", "metrics": "metric", "tags": "tag"}
     for field, values in fields.items():
         kind = kinds[field]
         if is_templated(values):

@@ -114,11 +114,17 @@ def test_key_rule_is_mlflows_own(key):
 def test_limits_are_mlflows():
     from mlflow.utils import validation
 
-    from airflow_mlflow.validation import MAX_KEY_LENGTH, MAX_PARAM_VALUE_LENGTH, MAX_TAG_VALUE_LENGTH
+    from airflow_mlflow.validation import (
+        MAX_KEY_LENGTH,
+        MAX_PARAM_VALUE_LENGTH,
+        MAX_REGISTRY_TAG_VALUE_LENGTH,
+        MAX_TAG_VALUE_LENGTH,
+    )
 
     assert MAX_KEY_LENGTH == validation.MAX_ENTITY_KEY_LENGTH
     assert MAX_PARAM_VALUE_LENGTH == validation.MAX_PARAM_VAL_LENGTH
     assert MAX_TAG_VALUE_LENGTH == validation.MAX_TAG_VAL_LENGTH
+    assert MAX_REGISTRY_TAG_VALUE_LENGTH == validation.MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH
 
 
 def test_artifact_path_seam_is_mlflows_check():
@@ -204,6 +210,16 @@ def test_metric_history_refuses_a_bad_step_before_writing(hook, store, run_id):
 def test_unicode_keys_pass_param_and_tag_validation():
     assert validate_tags({"ключ": 1}) == {"ключ": "1"}
     assert validate_params({"ключ": True}) == {"ключ": "True"}
+
+
+def test_model_version_tags_take_registry_lengths(hook, store, run_id):
+    store.client.create_registered_model("long-tags")
+    store.client.create_model_version("long-tags", "file:///tmp/model", run_id=run_id)
+    hook.set_version_tags("long-tags", "1", {"notes": "n" * 9000, "ключ": "v"})
+    assert store.client.get_model_version("long-tags", "1").tags == {"notes": "n" * 9000, "ключ": "v"}
+    with pytest.raises(MLflowInputError, match="model tag 'notes' value is 100001 characters"):
+        hook.set_version_tags("long-tags", "1", {"a": "x", "notes": "n" * 100_001})
+    assert "a" not in store.client.get_model_version("long-tags", "1").tags
 
 
 # -- item 9: literals are checked when the DAG is parsed ---------------------------------------

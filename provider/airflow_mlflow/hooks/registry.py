@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.hooks.tracking import all_pages, filter_literal
-from airflow_mlflow.validation import normalize_stage, validate_tags
+from airflow_mlflow.validation import normalize_stage, validate_registry_tags
 
 #: Registered-model tag holding the champion history (JSON list, newest last).
 HISTORY_TAG = "airflow.champion_history"
@@ -125,7 +125,7 @@ class RegistryVerbs:
             raise MLflowInputError(f"model_uri must be a non-empty string, got {model_uri!r}")
         if not name or not isinstance(name, str):
             raise MLflowInputError(f"name must be a non-empty string, got {name!r}")
-        clean_tags = validate_tags(tags)
+        clean_tags = validate_registry_tags(tags)
         with self._call(f"registering {model_uri!r} as model {name!r}"), self.user_code_env():
             mv = mlflow.register_model(model_uri, name, await_registration_for=timeout, tags=clean_tags)
         version = str(mv.version)
@@ -172,7 +172,7 @@ class RegistryVerbs:
 
     def set_version_tags(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
         with self._call(f"model {name!r} version {version}"):
-            for key, value in validate_tags(tags).items():
+            for key, value in validate_registry_tags(tags).items():
                 self.client.set_model_version_tag(name, version, key, value)
 
     def list_models(self) -> list[ModelRecord]:
@@ -194,7 +194,7 @@ class RegistryVerbs:
 
     def set_model_tags(self, name: str, tags: Mapping[str, Any]) -> None:
         with self._call(f"model {name!r}"):
-            for key, value in validate_tags(tags).items():
+            for key, value in validate_registry_tags(tags).items():
                 self.client.set_registered_model_tag(name, key, value)
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
