@@ -182,16 +182,27 @@ def validate_step(step: Any, what: str = "step") -> int:
     return int(step)
 
 
-def _mlflow_refuses_artifact_path(path: str) -> bool:
-    """Seam: does MLflow's artifact server refuse ``path`` (its ``validate_path_is_safe``)."""
+#: MLflow's HTTP artifact client puts the path in the URL unquoted: from ``#`` or ``?`` on the
+#: name is cut off, and ``%41`` is decoded (``bad#1.png`` is stored as ``bad``, silently).
+_URL_MANGLED = frozenset("#?%")
+
+
+def _artifact_path_problem(path: str) -> str | None:
+    """
+    Why ``path`` cannot be stored as itself in a run's artifacts, or None. The seam to MLflow's
+    artifact server check (``mlflow.utils.uri.validate_path_is_safe``), plus what its HTTP client
+    would store under another name.
+    """
     from mlflow.exceptions import MlflowException
     from mlflow.utils.uri import validate_path_is_safe
 
+    if _URL_MANGLED & set(path):
+        return "MLflow's HTTP artifact client would store it under another name (no '#', '?' or '%')"
     try:
         validate_path_is_safe(path)
     except MlflowException:
-        return True
-    return False
+        return "MLflow's artifact server refuses it (absolute, or '..' segments)"
+    return None
 
 
 def artifact_items(artifacts: Any) -> list[tuple[Any, Any]]:
@@ -216,7 +227,7 @@ def artifact_items(artifacts: Any) -> list[tuple[Any, Any]]:
 def validate_artifact_folder(folder: Any) -> str | None:
     """
     A destination folder inside a run's artifacts (None: the root), refused when MLflow's
-    artifact server would refuse it (absolute, ``..`` segments, ``#``).
+    artifact server would refuse or rename it (absolute, ``..`` segments, ``#``, ``?``, ``%``).
     """
     if folder is None or folder == "":
         return None
@@ -224,11 +235,8 @@ def validate_artifact_folder(folder: Any) -> str | None:
         raise MLflowInputError(
             f"artifacts: destination folder {_short(folder)} must be a string, got {type(folder).__name__}"
         )
-    if _mlflow_refuses_artifact_path(folder):
-        raise MLflowInputError(
-            f"artifacts: destination folder {folder!r} is invalid: use a relative path "
-            "with no '..' segments and no '#'"
-        )
+    if problem := _artifact_path_problem(folder):
+        raise MLflowInputError(f"artifacts: destination folder {folder!r} is invalid: {problem}")
     return folder.strip("/") or None
 
 
@@ -241,11 +249,8 @@ def validate_artifact_tree(local: os.PathLike, folder: str | None) -> None:
     for file in files:
         relative = file.relative_to(root).as_posix() if root.is_dir() else file.name
         destination = f"{folder}/{relative}" if folder else relative
-        if _mlflow_refuses_artifact_path(destination):
-            raise MLflowInputError(
-                f"artifacts: {str(file)!r} would be stored as {destination!r}, which MLflow refuses "
-                "(no '#' or '..' segments in artifact paths)"
-            )
+        if problem := _artifact_path_problem(destination):
+            raise MLflowInputError(f"artifacts: {str(file)!r} would be stored as {destination!r}: {problem}")
 
 
 def check_literals(**fields: Any) -> None:

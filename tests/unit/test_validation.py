@@ -138,6 +138,9 @@ def test_artifact_path_seam_is_mlflows_check():
             validate_path_is_safe(folder)
         with pytest.raises(MLflowInputError, match=f"destination folder {folder!r} is invalid"):
             validate_artifact_folder(folder)
+    for folder in ["q?x", "p%41", "a#b"]:  # renamed in transit by MLflow's HTTP artifact client
+        with pytest.raises(MLflowInputError, match="would store it under another name"):
+            validate_artifact_folder(folder)
     assert validate_artifact_folder("plots/") == "plots"
     assert validate_artifact_folder("a/b") == "a/b"
 
