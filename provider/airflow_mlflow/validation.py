@@ -275,6 +275,20 @@ def check_literals(**fields: Any) -> None:
                 _text(kind, key, value)
 
 
+def serializable_literals(values: Any) -> Any:
+    """
+    ``values`` (params or tags) with non-finite float literals as the strings MLflow stores for
+    them anyway (``"nan"``, ``"inf"``): Airflow keeps template fields in the serialized DAG, and
+    NaN/Infinity are not JSON that PostgreSQL accepts.
+    """
+    if not isinstance(values, Mapping) or is_templated(values):
+        return values
+    return {
+        key: str(value) if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in values.items()
+    }
+
+
 def normalize_stage(stage: str) -> str:
     """MLflow's stage spelling for ``stage``, or an error naming it."""
     for known in STAGES:

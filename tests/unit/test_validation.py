@@ -251,6 +251,21 @@ def test_literal_values_fail_at_parse_time(kwargs, message):
     assert message in str(err.value)
 
 
+def test_non_finite_param_and_tag_literals_serialize_as_strict_json():
+    """PostgreSQL's JSON refuses NaN/Infinity: the serialized DAG must not hold them."""
+    import json
+
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    with DAG("non_finite_literals", schedule=None) as dag:
+        op = MLflowLogOperator(
+            task_id="log", params={"x": float("nan"), "n": 3}, tags={"y": float("-inf")}, metrics={"m": 1.5}
+        )
+    json.dumps(DagSerialization.to_dict(dag), allow_nan=False)
+    assert op.mlflow_params == {"x": "nan", "n": 3} and op.tags == {"y": "-inf"}
+
+
 def test_templated_values_wait_for_run_time():
     from airflow.sdk import DAG, task
 

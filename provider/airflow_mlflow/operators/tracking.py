@@ -12,6 +12,7 @@ from airflow_mlflow.validation import (
     artifact_items,
     check_literals,
     is_templated,
+    serializable_literals,
     validate_artifact_folder,
     validate_artifact_tree,
     validate_metrics,
@@ -98,9 +99,9 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
         if not is_templated(artifacts):
             artifact_items(artifacts)
         step = validate_step(step)
-        self.mlflow_params = mlflow_params or {}
+        self.mlflow_params = serializable_literals(mlflow_params or {})
         self.metrics = metrics or {}
-        self.tags = tags or {}
+        self.tags = serializable_literals(tags or {})
         self.artifacts = artifacts or []
         self.run_id = run_id
         self.experiment_name = experiment_name
