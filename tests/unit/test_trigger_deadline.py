@@ -44,3 +44,17 @@ def test_deadline_survives_serialization():
     assert kwargs["deadline"] == deadline and isinstance(kwargs["deadline"], float)
     rebuilt = MLflowMetricThresholdTrigger(**kwargs)
     assert rebuilt.serialize() == (classpath, kwargs)
+
+
+def test_a_timeout_event_is_the_sensors_timeout():
+    from airflow.sdk.exceptions import AirflowSensorTimeout
+
+    from airflow_mlflow import MLflowMetricThresholdSensor
+    from airflow_mlflow.gate import WAITING, Verdict
+
+    sensor = MLflowMetricThresholdSensor(
+        task_id="gate", model_name="m", thresholds={"acc": 0.5}, version="1", timeout=3
+    )
+    event = {"status": "timeout", "verdict": Verdict("m", "1", None, WAITING).to_json()}
+    with pytest.raises(AirflowSensorTimeout, match="the gate waited 3.0 s without a decision"):
+        sensor.execute_complete({}, event)
