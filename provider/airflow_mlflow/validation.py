@@ -8,9 +8,12 @@ one) or with text that is not valid Unicode, and steps outside a 64-bit integer.
 stricter than MLflow on purpose: a value over its length limit is refused (MLflow would silently
 truncate it), and a metric must be finite (NaN and infinities break comparisons and gates).
 
-This module is imported when DAGs are parsed: mlflow is only imported inside
-:func:`mlflow_key_problem`. :func:`check_literals` is the parse-time subset that needs no mlflow.
-Messages name the field, the key and the value.
+Artifact destinations are checked with MLflow's artifact-server check, and names its HTTP client
+would store under another name (``#``, ``?``, ``%``) are refused.
+
+This module is imported when DAGs are parsed: mlflow is only imported inside the two seams,
+:func:`mlflow_key_problem` and :func:`_artifact_path_problem`. :func:`check_literals` is the
+parse-time subset that needs no mlflow. Messages name the field, the key and the value.
 """
 
 from __future__ import annotations
