@@ -28,4 +28,30 @@ def retry_curve_dag(dag_id: str = "retry_curve"):
     return _dag()
 
 
+#: Called by ``cut`` in the test's own process (``dag.test()`` runs tasks in-process): stops MLflow.
+ON_OUTAGE = None
+
+
+def outage_at_end_dag(dag_id: str = "outage_at_end"):
+    """A task tracks, then MLflow goes down, then the DAG run ends."""
+
+    @dag(dag_id=dag_id, schedule=None, start_date=START, catchup=False)
+    def _dag():
+        @task.mlflow
+        def train() -> None:
+            import mlflow
+
+            mlflow.log_metric("score", 0.9)
+
+        @task
+        def cut() -> None:
+            if ON_OUTAGE is not None:
+                ON_OUTAGE()
+
+        train() >> cut()
+
+    return _dag()
+
+
 retry_curve = retry_curve_dag()
+outage_at_end = outage_at_end_dag()
