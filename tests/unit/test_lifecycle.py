@@ -153,3 +153,33 @@ def test_an_exiting_process_waits_for_a_hung_mlflow_only_so_long(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "exiting" in done.stdout
     assert "1 DAG-run finalization(s) still pending at exit" in done.stdout, done.stdout[-2000:]
+
+
+def _mlflow_error(code: str):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos import databricks_pb2
+
+    return MlflowException("API request failed", error_code=getattr(databricks_pb2, code))
+
+
+@pytest.mark.parametrize(
+    ("make_error", "outage"),
+    [
+        (lambda e: e.MLflowProviderError("run 1: 503 after retries"), True),
+        (lambda e: _mlflow_error("TEMPORARILY_UNAVAILABLE"), True),
+        (lambda e: _mlflow_error("INTERNAL_ERROR"), True),
+        (lambda e: ConnectionRefusedError(111, "refused"), True),
+        (lambda e: e.MLflowInputError("params: bad key"), False),
+        (lambda e: e.MLflowConflictError("param changed"), False),
+        (lambda e: e.MLflowAuthError("401"), False),
+        (lambda e: e.MLflowResourceNotFoundError("no such run"), False),
+        (lambda e: e.MLflowConnectionLookupError("mlflow_default: denied"), False),
+        (lambda e: _mlflow_error("INVALID_PARAMETER_VALUE"), False),
+        (lambda e: ValueError("user code"), False),
+    ],
+)
+def test_warn_tolerates_outages_only_not_errors_the_dag_must_fix(make_error, outage):
+    from airflow_mlflow import exceptions
+    from airflow_mlflow.operators.base import is_outage
+
+    assert is_outage(make_error(exceptions)) is outage

@@ -38,18 +38,25 @@ def is_outage(err: BaseException) -> bool:
     """
     True when ``err`` says MLflow could not be reached or failed on its side (connection errors,
     timeouts, 5xx after the client's retries), not that the request was wrong: invalid input,
-    conflicts, refused credentials and missing resources are the DAG's to fix, and fail the task
-    even with ``tracking_failure="warn"``.
+    conflicts, refused credentials, missing resources and a connection this process cannot read
+    are the DAG's to fix, and fail the task even with ``tracking_failure="warn"``.
     """
     from airflow_mlflow.exceptions import (
         MLflowAuthError,
         MLflowConflictError,
+        MLflowConnectionLookupError,
         MLflowInputError,
         MLflowProviderError,
         MLflowResourceNotFoundError,
     )
 
-    user_faults = (MLflowInputError, MLflowConflictError, MLflowAuthError, MLflowResourceNotFoundError)
+    user_faults = (
+        MLflowInputError,
+        MLflowConflictError,
+        MLflowAuthError,
+        MLflowResourceNotFoundError,
+        MLflowConnectionLookupError,  # the connection, not MLflow: never hidden behind "warn"
+    )
     if isinstance(err, MLflowProviderError):
         return not isinstance(err, user_faults)
     if type(err).__name__ == "MlflowException":  # MLflow's own, from user code's fluent calls
