@@ -46,8 +46,9 @@ from tests.integration._mlflow_servers import (
 FAULT_DAGS = Path(__file__).resolve().parent / "dags"
 #: The client's retry budget, per connection: 2 tries, 1 s backoff, 5 s per request.
 RETRY_EXTRAS = {"http_max_retries": 1, "http_backoff_factor": 1, "http_timeout": 5}
-#: Longer than any request under RETRY_EXTRAS can take, retries included.
-RETRY_BUDGET = 15
+#: A request to a dead server (connection refused) fails within this under RETRY_EXTRAS: every
+#: outage below lasts at least this long plus the server's start-up (15-20 s here).
+REFUSED_BUDGET = 5
 BOT_USER = "airflow-bot"
 #: Within a minute of MLflow's return (the contract), plus the time to read the result.
 FINALIZE_TIMEOUT = 75
@@ -86,6 +87,8 @@ class FaultStack:
                 "MLFLOW_HTTP_REQUEST_TIMEOUT": None,
                 "AIRFLOW__MLFLOW__CONN_ID": URI_CONN,
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                # The secret check's DAG run shares its minute with the task-kill test's.
+                "AIRFLOW__CORE__PARALLELISM": "6",
             },
         )
         self.stack.start()
@@ -113,6 +116,27 @@ class FaultStack:
             self.stack.procs.pop("scheduler", None)
             self.stack.relaunch("scheduler")
         self.stack.wait_healthy(120, again=True)
+
+    def wait_quiet(self, timeout: float = 180) -> None:
+        """Until no DAG run is queued or running: tests that break the server or the scheduler
+        call it first. What an earlier failed test left running past ``timeout`` is marked failed."""
+        stack = self.stack
+
+        def active() -> list[dict]:
+            params = {"state": ["queued", "running"], "limit": 100}
+            return stack.api("GET", "/dags/~/dagRuns", params=params)["dag_runs"]
+
+        try:
+            wait_for("every DAG run to end", lambda: not active(), timeout)
+        except TimeoutError:
+            for run in active():
+                print(
+                    f"\n[faults] marking {run['dag_id']}/{run['dag_run_id']} failed (left by a failed test)"
+                )
+                stack.api(
+                    "PATCH", f"/dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}", json={"state": "failed"}
+                )
+            self.wait_until("every DAG run to end after marking them failed", lambda: not active(), 60)
 
     # ------------------------------------------------------------------ MLflow
 
@@ -157,11 +181,16 @@ class FaultStack:
         except TimeoutError as err:
             raise TimeoutError(f"{err}{self.dump()}") from None
 
-    def dump(self, *, scheduler: int = 60, server: int = 20) -> str:
-        """Log tails for a failure message."""
+    def dump(self, lines: int = 40) -> str:
+        """The scheduler's and the server's log tails (lines cut at 300 characters), for failures."""
+
+        def short(text: str) -> str:
+            return "\n".join(line[:300] for line in text.splitlines())
+
+        assert self.stack is not None
         return (
-            f"\n--- scheduler:\n{self.stack.log_tail('scheduler', scheduler)}"
-            f"\n--- mlflow server:\n{tail(self.server.log_path, server)}"
+            f"\n--- scheduler:\n{short(self.stack.log_tail('scheduler', lines))}"
+            f"\n--- mlflow server:\n{short(tail(self.server.log_path, 15))}"
         )
 
 
@@ -192,6 +221,34 @@ def faults(fault_stack: FaultStack) -> FaultStack:
     """The shared deployment, with server and scheduler up again whatever the last test did."""
     fault_stack.ensure_up()
     return fault_stack
+
+
+@pytest.fixture(scope="session")
+def calm_runs(fault_stack: FaultStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Two DAG runs started together while nothing is broken, to share one calm minute:
+    ``faults_secrets`` (read by test_secrets.py) and ``faults_kill`` (whose task processes
+    test_kills.py SIGKILLs; they write their pids to ``pid_dir``). Run ids by DAG id."""
+    fault_stack.ensure_up()
+    pid_dir = tmp_path_factory.mktemp("pids")
+    stack = fault_stack.stack
+    return {
+        "faults_secrets": stack.trigger("faults_secrets"),
+        "faults_kill": stack.trigger("faults_kill", conf={"pid_dir": str(pid_dir)}),
+        "pid_dir": str(pid_dir),
+    }
+
+
+def raw_task_log(
+    stack: AirflowStack, dag_id: str, run_id: str, task_id: str, try_number: int, map_index=-1
+) -> str:
+    """A task log as the REST API serves it: every structured field (errors included), as JSON text."""
+    body = stack.api(
+        "GET",
+        f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+        params={"map_index": map_index, "full_content": True},
+        headers={"Accept": "application/json"},
+    )
+    return json.dumps(body)
 
 
 # ---------------------------------------------------------------------- MLflow assertions

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -27,16 +28,16 @@ ENDED = {"killed", "failed"}
 
 
 @pytest.mark.timeout(300)
-def test_task_process_sigkilled_run_ends_killed_or_is_finished_by_the_retry(faults, tmp_path):
+def test_task_process_sigkilled_run_ends_killed_or_is_finished_by_the_retry(faults, calm_runs):
     stack, client = faults.stack, faults.client
     dag_id = "faults_kill"
-    run_id = stack.trigger(dag_id, conf={"pid_dir": str(tmp_path)})
+    run_id = calm_runs[dag_id]
     victims = ("victim_retried", "victim_final")
-    pid_files = [tmp_path / f"{task}.1.pid" for task in victims]
+    pid_files = [Path(calm_runs["pid_dir"]) / f"{task}.1.pid" for task in victims]
     faults.wait_until("both victims to write their pid", lambda: all(p.exists() for p in pid_files), 180, 0.3)
     for pid_file in pid_files:
         pid = int(pid_file.read_text())
-        # A task process of this stack: the LocalExecutor's, in the scheduler's process group.
+        # A task process of this stack: a descendant of the scheduler (LocalExecutor).
         assert pid in stack.pids("scheduler"), (pid_file.name, pid, stack.pids("scheduler"))
         os.kill(pid, signal.SIGKILL)
 
@@ -63,14 +64,16 @@ def test_task_process_sigkilled_run_ends_killed_or_is_finished_by_the_retry(faul
     assert steps_by_attempt(client, retried, "progress") == {1: list(range(5)), 2: list(range(5))}
 
     final = by_name["victim_final"]
-    assert final.info.status == "KILLED", final.info.status
     assert final.data.tags.get("airflow.try.1.state") in ENDED, final.data.tags
     assert steps_by_attempt(client, final, "progress") == {1: list(range(5))}
+    # Issue 10: "Task process SIGKILLed: its run ends KILLED (or is reused and FINISHED by the retry)".
+    assert final.info.status == "KILLED", (final.info.status, final.data.tags)
 
 
 @pytest.mark.timeout(300)
 def test_scheduler_killed_while_finalization_is_in_flight(faults, tmp_path):
     stack, client = faults.stack, faults.client
+    faults.wait_quiet()
     dag_id = "faults_end"
     release = tmp_path / "release"
     run_id = stack.trigger(dag_id, conf={"release": str(release), "fail": False})

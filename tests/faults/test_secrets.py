@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.faults.conftest import BOT_USER
+from tests.faults.conftest import BOT_USER, raw_task_log
 from tests.faults.dags import SECRET_MODEL
 
 DAG_ID = "faults_secrets"
@@ -71,10 +71,10 @@ def _all_tis(stack, run_id: str) -> list[dict]:
 
 
 @pytest.mark.timeout(360)
-def test_the_password_is_nowhere_to_be_seen(faults):
+def test_the_password_is_nowhere_to_be_seen(faults, calm_runs):
     stack, client = faults.stack, faults.client
     find = Finder(faults.password)
-    run_id = stack.trigger(DAG_ID)
+    run_id = calm_runs[DAG_ID]  # started beside test_kills.py's DAG run, at the session's calm start
     assert stack.wait(DAG_ID, run_id, timeout=240) == "failed", stack.describe_failure(DAG_ID, run_id)
     tis = {t["task_id"]: t for t in _all_tis(stack, run_id)}
     assert {k: t["state"] for k, t in tis.items()} == EXPECTED_STATES, stack.describe_failure(DAG_ID, run_id)
@@ -83,7 +83,7 @@ def test_the_password_is_nowhere_to_be_seen(faults):
     logs = {}
     for task_id, ti in tis.items():
         for try_number in range(1, max(ti["try_number"], 1) + 1):
-            logs[(task_id, try_number)] = log = stack.task_log(DAG_ID, run_id, task_id, try_number)
+            logs[(task_id, try_number)] = log = raw_task_log(stack, DAG_ID, run_id, task_id, try_number)
             find.search("task log (REST)", f"{task_id} try {try_number}", log)
         find.search("rendered fields (REST)", task_id, json.dumps(ti.get("rendered_fields")))
         entries = stack.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries")
@@ -144,7 +144,8 @@ def test_the_password_is_nowhere_to_be_seen(faults):
         find.search("MLflow artifact", str(path), path.read_bytes())
 
     # -- Files of the stack: Airflow's task logs and every component's log (scheduler included,
-    # where the finalization of mlflow_down's run fails with the URI in MLflow's error).
+    # where the finalization of mlflow_down's run fails with the URI in MLflow's error), and the
+    # logs of whatever else ran in this session (outages, kills) when the whole tier runs.
     for path in _files([stack.workdir]):
         find.search("file", str(path.relative_to(stack.workdir)), path.read_bytes())
 

@@ -36,10 +36,10 @@ START = pendulum.datetime(2026, 1, 1, tz="UTC")
     schedule=None,
     start_date=START,
     catchup=False,
-    params={"steps": Param(30, type="integer"), "step_seconds": Param(0.3, type="number")},
+    params={"steps": Param(20, type="integer"), "step_seconds": Param(0.4, type="number")},
 )
 def faults_curve():
-    @task.mlflow(retries=8, retry_delay=timedelta(seconds=2))
+    @task.mlflow(retries=12, retry_delay=timedelta(seconds=4))
     def curve(seed: int) -> None:
         import mlflow
 
