@@ -100,21 +100,26 @@ def _earlier_attempts(tags: Mapping[str, str], before: int) -> dict[str, str]:
     return fixes
 
 
-def reconcile_attempts(tags: Mapping[str, str], ti_state: str, try_number: int) -> dict[str, str]:
+def reconcile_attempts(
+    tags: Mapping[str, str], ti_state: str, try_number: int, *, left_open: bool = False
+) -> dict[str, str]:
     """
     Tags recording every attempt of a task instance that is no longer running, as Airflow knows
     them: earlier attempts not recorded (or still ``running``) failed; the last one ended as the
-    task instance did (``success``, else ``failed``), with a note when MLflow never heard of it.
+    task instance did, with a note when MLflow never heard of it: ``success``, else ``killed``
+    when its run was ``left_open`` (a failing attempt closes its run itself, unless its process
+    died), else ``failed``.
     """
     if ti_state in TI_ACTIVE_STATES or try_number < 1:
         return {}
     fixes = _earlier_attempts(tags, try_number)
     if tags.get(try_tag(try_number, "state")) in (None, "running"):
-        outcome = "success" if ti_state == "success" else "failed"
-        fixes[try_tag(try_number, "state")] = outcome
-        fixes[try_tag(try_number, "error" if outcome == "failed" else "note")] = (
-            NOT_RECORDED if outcome == "failed" else RECORDED_LATE
-        )
+        if ti_state == "success":
+            fixes[try_tag(try_number, "state")] = "success"
+            fixes[try_tag(try_number, "note")] = RECORDED_LATE
+        else:
+            fixes[try_tag(try_number, "state")] = "killed" if left_open else "failed"
+            fixes[try_tag(try_number, "error")] = NOT_RECORDED
     return fixes
 
 
@@ -387,13 +392,15 @@ def finalize_dag_run(
             fixes[PARENT] = winner
         ti = _task_state(child.tags, task_states)
         if ti is not None:
-            fixes.update(reconcile_attempts(child.tags, *ti))
+            fixes.update(reconcile_attempts(child.tags, *ti, left_open=child.status == "RUNNING"))
         if fixes:
             hook.log_batch(child.run_id, tags=fixes)
             if len(fixes) > (PARENT in fixes):
                 reconciled.append(child.run_id)
         if child.status == "RUNNING":
-            status = "KILLED" if ti is None or ti[0] in TI_ACTIVE_STATES else _final_status(ti[0])
+            # A run nobody closed: its task succeeded while MLflow was unreachable, or its
+            # process died (KILLED, as when Airflow's state is unknown).
+            status = "FINISHED" if ti is not None and ti[0] == "success" else "KILLED"
             hook.set_run_status(child.run_id, status)
             if status == "KILLED":
                 killed.append(child.run_id)

@@ -176,9 +176,10 @@ def test_finalize_records_attempts_from_airflow_task_states(hook, store):
     assert runs["ok"].info.status == "FINISHED" and runs["ok"].info.run_id == ok.run_id
     assert runs["ok"].data.tags["airflow.try.1.state"] == "success"
     assert "recorded later" in runs["ok"].data.tags["airflow.try.1.note"]
-    assert runs["died"].info.status == "FAILED" and runs["died"].info.run_id == died.run_id
+    assert runs["died"].info.status == "KILLED" and runs["died"].info.run_id == died.run_id
     assert runs["died"].data.tags["airflow.try.1.state"] == "failed"
-    assert runs["died"].data.tags["airflow.try.2.state"] == "failed"
+    assert runs["died"].data.tags["airflow.try.2.state"] == "killed"
+    assert runs["died"].data.tags["airflow.try.2.error"].startswith("not recorded")
     # "gone" succeeded while MLflow was down all along (tracking_failure="warn"): its run is made now.
     gone = runs["gone"]
     assert gone.info.status == "FINISHED" and gone.data.tags["airflow.try.1.state"] == "success"
