@@ -37,6 +37,7 @@ RETRY_INTERVAL_S = 10.0
 #: The longest an exiting process waits for pending finalizations.
 EXIT_WAIT_S = 60.0
 _MAX_REASON_CHARS = 300
+_THREAD_NAME = "airflow-mlflow-finalize"
 _ENDED = {"success": True, "failed": False}
 
 
@@ -283,9 +284,7 @@ class _Finalizer:
             else:
                 self._queue[item.key] = (0.0, item)
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._work, name="airflow-mlflow-finalize", daemon=True
-                )
+                self._thread = threading.Thread(target=self._work, name=_THREAD_NAME, daemon=True)
                 self._thread.start()
                 atexit.register(_at_exit)
             self._cond.notify_all()
@@ -303,6 +302,7 @@ class _Finalizer:
                 self._cond.wait(None if wake is None else max(wake - now, 0.01))
 
     def _work(self) -> None:
+        _warm_up()
         while True:
             item, generation = self._next()
             try:
@@ -356,15 +356,62 @@ class _Finalizer:
 
 _finalizer = _Finalizer()
 _swept = threading.Event()
+#: Held by the worker thread while it imports, and by ``os.fork()``: a process forked while another
+#: thread is inside an import inherits that module's lock held for ever, and its first import of
+#: the module hangs (the scheduler forks LocalExecutor workers right when a sweep starts).
+_fork_guard = threading.Lock()
+#: What the worker needs, imported up front under the guard (module name, required).
+_WARM_UP = (
+    "sqlalchemy",
+    "airflow.models.connection",
+    "airflow.models.dagrun",
+    "airflow.models.taskinstance",
+    "airflow.utils.session",
+    "airflow_mlflow.hooks.mlflow",
+    "airflow_mlflow.runs",
+    "mlflow",
+    "mlflow.entities",
+    "mlflow.exceptions",
+    "mlflow.protos.databricks_pb2",
+    "mlflow.protos.service_pb2",
+    "mlflow.utils.rest_utils",
+    "mlflow.store.tracking.rest_store",
+    "mlflow.store.model_registry.rest_store",
+    "mlflow.tracking._tracking_service.client",
+    "mlflow.tracking._model_registry.client",
+    "mlflow.store.tracking.sqlalchemy_store",  # the embedded default
+)
+
+
+class _QuietRetries(logging.Filter):
+    """urllib3 logs each retry of MLflow's client; the worker logs once per DAG run instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return threading.current_thread().name != _THREAD_NAME
+
+
+def _warm_up() -> None:
+    import importlib
+
+    logging.getLogger("urllib3.connectionpool").addFilter(_QuietRetries())
+    with _fork_guard:
+        for name in _WARM_UP:
+            try:
+                importlib.import_module(name)
+            except Exception as err:  # e.g. no SQL store support: imported later, if ever needed
+                log.debug("MLflow: %s not preloaded: %s", name, _reason(err))
 
 
 def _after_fork_in_child() -> None:
     # The worker thread does not survive a fork: the parent keeps the queue, the child starts afresh.
     global _finalizer
+    _fork_guard.release()
     _finalizer = _Finalizer()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_fork_guard.acquire, after_in_parent=_fork_guard.release, after_in_child=_after_fork_in_child
+)
 
 
 def _hook(cache: dict[str, Any], conn_id: str) -> Any:
