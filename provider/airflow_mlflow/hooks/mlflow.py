@@ -42,6 +42,8 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
     is an error, never the embedded default.
 
     :param mlflow_conn_id: the connection to use
+    :param team_name: in multi-team mode, the team whose connections a server-side process reads
+        (tasks and triggers are scoped by Airflow itself)
     """
 
     conn_name_attr = "mlflow_conn_id"
@@ -49,9 +51,13 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
     conn_type = "mlflow"
     hook_name = "MLflow"
 
-    def __init__(self, mlflow_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+    def __init__(
+        self, mlflow_conn_id: str = default_conn_name, team_name: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.mlflow_conn_id = mlflow_conn_id
+        #: In multi-team mode, the team whose connections a server-side process (the listener) reads.
+        self.team_name = team_name
 
     # -- configuration and client ------------------------------------------------------------
 
@@ -71,7 +77,7 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
     @cached_property
     def config(self) -> MLflowConnectionConfig:
         """The connection, resolved as Airflow resolves it in this process (see ``resolve_config``)."""
-        return resolve_config(self.mlflow_conn_id)
+        return resolve_config(self.mlflow_conn_id, self.team_name)
 
     def get_conn(self) -> MlflowClient:
         """An ``MlflowClient`` bound to this connection (its credentials included)."""

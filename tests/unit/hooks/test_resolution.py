@@ -105,3 +105,34 @@ def test_unreadable_connection_is_an_error_naming_it(tmp_path):
     assert "RAISED MLflowConnectionLookupError" in done.stdout, done.stdout + done.stderr[-2000:]
     assert "'mlflow_default'" in done.stdout and "secrets backend unreachable" in done.stdout
     assert not (home / "mlflow").exists()
+
+
+def test_connection_of_another_team_is_an_error_not_the_embedded_default(tmp_path):
+    """Multi-team: the scheduler's listener (no team) cannot read a team's connection: it says so."""
+    import sqlite3
+
+    home = tmp_path / "home"
+    env = clean_env(home, AIRFLOW__CORE__MULTI_TEAM="True")
+    airflow(env, "db", "migrate")
+    airflow(env, "teams", "create", "team_a")
+    extra = json.dumps({"tracking_uri": f"sqlite:///{tmp_path}/team_a.db"})
+    airflow(env, "connections", "add", "mlflow_default", "--conn-type", "mlflow", "--conn-extra", extra)
+    with sqlite3.connect(home / "airflow.db") as db:
+        db.execute("UPDATE connection SET team_name = 'team_a' WHERE conn_id = 'mlflow_default'")
+    code = (
+        "import os\n"
+        "os.environ['_AIRFLOW_PROCESS_CONTEXT'] = 'server'  # as in the scheduler\n"
+        "from airflow_mlflow.hooks.mlflow import MLflowHook\n"
+        "print('TEAM', MLflowHook(team_name='team_a').config.tracking_uri)\n"
+        "try:\n"
+        "    MLflowHook().config\n"
+        "except Exception as err:\n"
+        "    print('RAISED', type(err).__name__, err)\n"
+        "else:\n"
+        "    print('RESOLVED')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert f"TEAM sqlite:///{tmp_path}/team_a.db" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "RAISED MLflowConnectionLookupError" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "'mlflow_default'" in done.stdout and "team_a" in done.stdout
+    assert not (home / "mlflow").exists()
