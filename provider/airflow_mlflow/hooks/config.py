@@ -439,9 +439,16 @@ def _strict_lookup(conn_id: str, team_name: str | None) -> Any:
                 return conn
         return None
 
-    from airflow._shared.secrets_backend.base import call_secrets_backend_method
-    from airflow.configuration import conf, ensure_secrets_loaded
-    from airflow.secrets.metastore import MetastoreBackend
+    try:
+        from airflow._shared.secrets_backend.base import call_secrets_backend_method
+        from airflow.configuration import conf, ensure_secrets_loaded
+        from airflow.secrets.metastore import MetastoreBackend
+    except ImportError:  # a Task SDK-only install: no metadata DB here, only the SDK's backends
+        from airflow.sdk.execution_time.supervisor import ensure_secrets_backend_loaded
+
+        return next(
+            filter(None, (b.get_connection(conn_id=conn_id) for b in ensure_secrets_backend_loaded())), None
+        )
 
     backends = ensure_secrets_loaded()
     for backend in backends:
