@@ -360,9 +360,14 @@ _swept = threading.Event()
 #: thread is inside an import inherits that module's lock held for ever, and its first import of
 #: the module hangs (the scheduler forks LocalExecutor workers right when a sweep starts).
 _fork_guard = threading.Lock()
-#: What the worker needs, imported up front under the guard (module name, required).
+#: What the worker imports (measured: a finalization imports nothing else after these), up front
+#: under the guard.
 _WARM_UP = (
+    "netrc",
     "sqlalchemy",
+    "airflow.sdk.definitions.connection",
+    "airflow.sdk.execution_time.cache",
+    "airflow.sdk.execution_time.supervisor",  # connection resolution
     "airflow.models.connection",
     "airflow.models.dagrun",
     "airflow.models.taskinstance",
@@ -379,6 +384,8 @@ _WARM_UP = (
     "mlflow.store.model_registry.rest_store",
     "mlflow.tracking._tracking_service.client",
     "mlflow.tracking._model_registry.client",
+    "mlflow.tracking.request_header.registry",  # on the first request
+    "mlflow.store.db.utils",
     "mlflow.store.tracking.sqlalchemy_store",  # the embedded default
 )
 
