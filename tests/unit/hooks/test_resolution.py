@@ -136,3 +136,23 @@ def test_connection_of_another_team_is_an_error_not_the_embedded_default(tmp_pat
     assert "RAISED MLflowConnectionLookupError" in done.stdout, done.stdout + done.stderr[-2000:]
     assert "'mlflow_default'" in done.stdout and "team_a" in done.stdout
     assert not (home / "mlflow").exists()
+
+
+@pytest.mark.timeout(600)
+def test_unreadable_connection_fails_the_tasks_under_dags_test(tmp_path):
+    """In the tasks (Task SDK) and the listener alike: an error naming the id, nothing embedded."""
+    home = tmp_path / "home"
+    env = clean_env(home)
+    airflow(env, "db", "migrate")
+    env["AIRFLOW__SECRETS__BACKEND"] = "tests.unit.hooks._broken_secrets.BrokenBackend"
+    done = subprocess.run(
+        [AIRFLOW, "dags", "test", "tracked_example"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=500,
+    )
+    out = done.stdout + done.stderr
+    assert "MLflowConnectionLookupError: Connection 'mlflow_default' could not be read" in out, out[-3000:]
+    assert not (home / "mlflow").exists(), "a task fell back to the embedded store"
