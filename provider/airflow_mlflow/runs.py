@@ -56,8 +56,8 @@ TI_ACTIVE_STATES = frozenset(
     {"running", "queued", "scheduled", "deferred", "restarting", "up_for_reschedule"}
 )
 NOT_RECORDED = (
-    "not recorded: the attempt ended without MLflow hearing of it (MLflow was unreachable, or its "
-    "process was killed)"
+    "not recorded: the attempt ended before MLflow heard of it (MLflow was unreachable, its process "
+    "was killed, or its input was refused before anything was written)"
 )
 RECORDED_LATE = (
     "tracking was unavailable when this attempt ended; its outcome was recorded later from Airflow's "

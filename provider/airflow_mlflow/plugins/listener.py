@@ -138,7 +138,7 @@ class _Finalization:
                 self.targets.discard(target)
                 continue
             try:
-                hook = _hook(self.hooks, conn_id)
+                hook = _hook(self.hooks, conn_id, _dag_team(self.dag_id))
                 name = resolve_experiment_name(hook, experiment, self.dag_id)
                 self.results.append(
                     finalize_dag_run(
@@ -369,6 +369,7 @@ _WARM_UP = (
     "airflow.sdk.execution_time.cache",
     "airflow.sdk.execution_time.supervisor",  # connection resolution
     "airflow.models.connection",
+    "airflow.models.dag",
     "airflow.models.dagrun",
     "airflow.models.taskinstance",
     "airflow.utils.session",
@@ -421,12 +422,15 @@ os.register_at_fork(
 )
 
 
-def _hook(cache: dict[str, Any], conn_id: str) -> Any:
-    """The connection's hook, resolved once per item so that every retry uses the same backend."""
+def _hook(cache: dict[str, Any], conn_id: str, team_name: str | None = None) -> Any:
+    """
+    The connection's hook, resolved once per item so that every retry uses the same backend; with
+    the DAG's team in multi-team mode, so a team's connection is read as its tasks read it.
+    """
     if conn_id not in cache:
         from airflow_mlflow.hooks.mlflow import MLflowHook
 
-        hook = MLflowHook(mlflow_conn_id=conn_id)
+        hook = MLflowHook(mlflow_conn_id=conn_id, team_name=team_name)
         _ = hook.config  # resolve now: a failure here is retried like an outage
         cache[conn_id] = hook
     return cache[conn_id]
@@ -436,6 +440,17 @@ def _embedded_store_exists(config: Any) -> bool:
     from pathlib import Path
 
     return Path(str(config.tracking_uri).removeprefix("sqlite:///")).exists()
+
+
+def _dag_team(dag_id: str) -> str | None:
+    """The team owning ``dag_id`` in multi-team mode (its bundle's team), else None."""
+    from airflow.configuration import conf
+
+    if not conf.getboolean("core", "multi_team", fallback=False):
+        return None
+    from airflow.models.dag import DagModel
+
+    return DagModel.get_team_name(dag_id)
 
 
 def _task_states(dag_id: str, run_id: str) -> dict[tuple[str, int], tuple[str, int]] | None:

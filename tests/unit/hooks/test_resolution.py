@@ -124,6 +124,8 @@ def test_connection_of_another_team_is_an_error_not_the_embedded_default(tmp_pat
         "os.environ['_AIRFLOW_PROCESS_CONTEXT'] = 'server'  # as in the scheduler\n"
         "from airflow_mlflow.hooks.mlflow import MLflowHook\n"
         "print('TEAM', MLflowHook(team_name='team_a').config.tracking_uri)\n"
+        "from airflow_mlflow.plugins.listener import _hook  # finalizing a DAG run of team_a\n"
+        "print('LISTENER', _hook({}, 'mlflow_default', 'team_a').config.tracking_uri)\n"
         "try:\n"
         "    MLflowHook().config\n"
         "except Exception as err:\n"
@@ -133,6 +135,7 @@ def test_connection_of_another_team_is_an_error_not_the_embedded_default(tmp_pat
     )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
     assert f"TEAM sqlite:///{tmp_path}/team_a.db" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert f"LISTENER sqlite:///{tmp_path}/team_a.db" in done.stdout
     assert "RAISED MLflowConnectionLookupError" in done.stdout, done.stdout + done.stderr[-2000:]
     assert "'mlflow_default'" in done.stdout and "team_a" in done.stdout
     assert not (home / "mlflow").exists()
