@@ -58,3 +58,42 @@ def test_a_timeout_event_is_the_sensors_timeout():
     event = {"status": "timeout", "verdict": Verdict("m", "1", None, WAITING).to_json()}
     with pytest.raises(AirflowSensorTimeout, match="the gate waited 3.0 s without a decision"):
         sensor.execute_complete({}, event)
+
+
+def test_a_waiting_gate_waits_through_an_mlflow_outage_until_its_deadline(monkeypatch):
+    """An unreachable server is an outage to wait through, not a failed gate: the deadline decides."""
+    import asyncio
+    import json
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    extra = {"http_max_retries": 0, "http_timeout": 2}
+    conn = {"conn_type": "mlflow", "host": "127.0.0.1", "port": port, "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DOWN", json.dumps(conn))
+    trigger = MLflowMetricThresholdTrigger(
+        model_name="m",
+        thresholds={"acc": {"threshold": 0.5}},
+        version="1",
+        mlflow_conn_id="mlflow_down",
+        poll_interval=0.2,
+        deadline=time.time() + 2,
+    )
+
+    async def events():
+        return [event.payload async for event in trigger.run()]
+
+    assert asyncio.run(asyncio.wait_for(events(), 60)) == [{"status": "timeout", "verdict": None}]
+
+
+def test_a_timeout_with_no_verdict_says_mlflow_was_unreachable():
+    from airflow.sdk.exceptions import AirflowSensorTimeout
+
+    from airflow_mlflow import MLflowMetricThresholdSensor
+
+    sensor = MLflowMetricThresholdSensor(
+        task_id="gate", model_name="m", thresholds={"acc": 0.5}, version="1", timeout=3
+    )
+    with pytest.raises(AirflowSensorTimeout, match="MLflow was unreachable until the deadline"):
+        sensor.execute_complete({}, {"status": "timeout", "verdict": None})

@@ -145,14 +145,15 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
             raise AirflowFailException(f"MLflow gate trigger sent an unexpected event: {event!r}")
         if event["status"] == "error":
             raise AirflowFailException(f"MLflow gate trigger failed: {event.get('message')}")
-        verdict = Verdict.from_json(event["verdict"])
         if event["status"] == "timeout":
             # As in poke and reschedule mode: never promoted, no verdict recorded; soft_fail skips
             # (BaseSensorOperator.resume_execution turns this into a skip).
+            last = event.get("verdict")
             raise AirflowSensorTimeout(
                 f"Sensor has timed out; the gate waited {self.timeout} s without a decision:\n"
-                f"{verdict.report()}"
+                + (Verdict.from_json(last).report() if last else "MLflow was unreachable until the deadline")
             )
+        verdict = Verdict.from_json(event["verdict"])
         if verdict.status == WAITING:
             raise AirflowFailException(f"MLflow gate trigger returned before a decision:\n{verdict.report()}")
         return self._conclude(context, verdict).xcom_value

@@ -9,6 +9,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_mlflow.exceptions import MLflowProviderError
+
 
 class MLflowMetricThresholdTrigger(BaseTrigger):
     """
@@ -90,16 +92,43 @@ class MLflowMetricThresholdTrigger(BaseTrigger):
             # One Gate for every poll: a pinned candidate version is looked up once, and while its
             # metrics are missing a poll is one request (the candidate's run).
             gate = Gate(await self._hook(), **self._gate())
+            verdict, unreachable = None, False
             while True:
-                verdict = await asyncio.to_thread(gate.evaluate)
-                if verdict.status != WAITING:
-                    yield TriggerEvent({"status": "done", "verdict": verdict.to_json()})
-                    return
+                try:
+                    verdict = await asyncio.to_thread(gate.evaluate)
+                except MLflowProviderError as err:
+                    if not _is_outage(err):
+                        raise
+                    # MLflow down or failing: a waiting gate goes on waiting, until its deadline.
+                    if not unreachable:
+                        self.log.warning(
+                            "Gate for %s: MLflow unreachable (%s); still waiting", self.model_name, err
+                        )
+                    unreachable = True
+                else:
+                    if unreachable:
+                        self.log.info("Gate for %s: MLflow answers again", self.model_name)
+                    unreachable = False
+                    if verdict.status != WAITING:
+                        yield TriggerEvent({"status": "done", "verdict": verdict.to_json()})
+                        return
                 left = None if self.deadline is None else self.deadline - time.time()
                 if left is not None and left <= 0:
-                    yield TriggerEvent({"status": "timeout", "verdict": verdict.to_json()})
+                    last = verdict.to_json() if verdict is not None else None
+                    yield TriggerEvent({"status": "timeout", "verdict": last})
                     return
-                self.log.info("Gate for %s still waiting: %s", self.model_name, verdict.report())
+                if verdict is not None and not unreachable:
+                    self.log.info("Gate for %s still waiting: %s", self.model_name, verdict.report())
                 await asyncio.sleep(self.poll_interval if left is None else min(self.poll_interval, left))
         except Exception as err:  # a trigger must report, not crash the triggerer's loop
             yield TriggerEvent({"status": "error", "message": f"{type(err).__name__}: {err}"})
+
+
+def _is_outage(err: MLflowProviderError) -> bool:
+    """MLflow failed on its side (5xx, refused, timed out): worth waiting through, unlike the
+    errors a retry cannot fix (they fail the task at once) or an unreadable connection."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_mlflow.exceptions import MLflowConnectionLookupError
+
+    return not isinstance(err, (AirflowFailException, MLflowConnectionLookupError))
