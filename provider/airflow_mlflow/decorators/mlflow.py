@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -86,11 +87,12 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
         return make_hook(self.mlflow_conn_id)
 
     def execute(self, context: Context) -> Any:
-        return self.run_tracked(
-            context,
-            lambda task_run: self._call_in_run(task_run, context),
-            untracked=lambda: self._call_untracked(context),
-        )
+        with _quiet_module_scans():
+            return self.run_tracked(
+                context,
+                lambda task_run: self._call_in_run(task_run, context),
+                untracked=lambda: self._call_untracked(context),
+            )
 
     def _call_in_run(self, task_run: TaskRun, context: Context) -> Any:
         import mlflow
@@ -136,6 +138,19 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
         """The function without MLflow: its own ``mlflow.*`` calls land in a discarded scratch run."""
         with _scratch_run():
             return super().execute(context)
+
+
+@contextlib.contextmanager
+def _quiet_module_scans() -> Iterator[None]:
+    """
+    skops, MLflow's default (safe) format for scikit-learn models, finds a function that has no
+    ``__module__`` by ``getattr`` on every loaded module. Each deprecated alias in Airflow's modules
+    answers with a FutureWarning: about 1,450 lines in the task log per ``log_model``. Only
+    FutureWarnings raised from skops are silenced, and only while the task's function runs.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"skops\.")
+        yield
 
 
 @contextlib.contextmanager
