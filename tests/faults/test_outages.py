@@ -30,6 +30,8 @@ from tests.faults.conftest import (
 )
 
 STEPS = 20
+#: The logger of the provider's DAG-run listener, as it appears in the scheduler's log lines.
+LISTENER = "[airflow_mlflow.plugins.listener]"
 CURVE = "faults_curve"
 END = "faults_end"
 
@@ -71,8 +73,17 @@ def outage(fault_stack, tmp_path_factory):
         assert state == ("success" if expected == "FINISHED" else "failed"), stack.describe_failure(
             END, run_id
         )
-    # The listener's first try and the client's retries fail meanwhile; the start-up adds 15-20 s.
-    time.sleep(REFUSED_BUDGET)
+
+    # The outage outlasts the client's retry budget: the listener's finalization of each DAG run
+    # has given up once (its warning is in the scheduler's log) before MLflow comes back. With
+    # MLflow's default budget (minutes) the first try would simply have waited the outage out.
+    def listener_gave_up() -> bool:
+        lines = [line for line in stack.log_text("scheduler").splitlines() if LISTENER in line]
+        return all(any(run_id in line and "warning" in line for line in lines) for run_id in ends.values())
+
+    faults.wait_until(
+        "the listener to warn that it could not finalize yet", listener_gave_up, 30 + REFUSED_BUDGET
+    )
     back = faults.restart_server()
     print(f"\n[faults] MLflow down for {back - killed:.1f} s")
     return SimpleNamespace(faults=faults, ends=ends, curve=curve, before_kill=before_kill, back=back)
