@@ -184,3 +184,20 @@ def test_warn_tolerates_outages_only_not_errors_the_dag_must_fix(make_error, out
     from airflow_mlflow.operators.base import is_outage
 
     assert is_outage(make_error(exceptions)) is outage
+
+
+def test_a_sweep_of_a_connection_that_never_answers_backs_off():
+    """A DAG run's finalization is retried every 10 s (its parent must close soon after MLflow is
+    back); a sweep of a dead connection backs off, so it does not hold the worker every 10 s."""
+    from airflow_mlflow.plugins.listener import (
+        RETRY_INTERVAL_S,
+        SWEEP_MAX_INTERVAL_S,
+        _Finalization,
+        _Sweep,
+    )
+
+    pending = _Finalization("d", "r", True, {("mlflow_default", None)}, tries=30)
+    assert pending.retry_interval() == RETRY_INTERVAL_S
+    intervals = [_Sweep(tries=n).retry_interval() for n in range(1, 12)]
+    assert intervals[:3] == [RETRY_INTERVAL_S, 2 * RETRY_INTERVAL_S, 4 * RETRY_INTERVAL_S]
+    assert intervals == sorted(intervals) and intervals[-1] == SWEEP_MAX_INTERVAL_S

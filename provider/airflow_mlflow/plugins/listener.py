@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two tries of a finalization that could not reach MLflow.
 RETRY_INTERVAL_S = 10.0
+#: The longest a sweep waits before looking again at a connection that did not answer.
+SWEEP_MAX_INTERVAL_S = 600.0
 #: The longest an exiting process waits for pending finalizations.
 EXIT_WAIT_S = 60.0
 _MAX_REASON_CHARS = 300
@@ -118,6 +120,9 @@ class _Finalization:
         self.targets |= other.targets
         for target, task_ids in other.tasks.items():
             self.tasks.setdefault(target, set()).update(task_ids)
+
+    def retry_interval(self) -> float:
+        return RETRY_INTERVAL_S
 
     def attempt(self) -> bool:
         from airflow_mlflow.exceptions import MLflowInputError
@@ -207,6 +212,14 @@ class _Sweep:
 
     def merge(self, newer: _Sweep) -> None:
         self.absorb(newer)
+
+    def retry_interval(self) -> float:
+        """
+        Backs off to :data:`SWEEP_MAX_INTERVAL_S`: a connection that never answers (a stale one,
+        say) must not hold the worker for its retry budget every few seconds, delaying the
+        finalizations of DAG runs that track elsewhere.
+        """
+        return min(RETRY_INTERVAL_S * 2 ** max(self.tries - 1, 0), SWEEP_MAX_INTERVAL_S)
 
     def absorb(self, other: _Sweep) -> None:
         if self.conn_ids is not None:
@@ -317,7 +330,7 @@ class _Finalizer:
                     if queued is not None:  # submitted again meanwhile: that one is due now
                         queued[1].absorb(item)
                     else:
-                        self._queue[item.key] = (time.monotonic() + RETRY_INTERVAL_S, item)
+                        self._queue[item.key] = (time.monotonic() + item.retry_interval(), item)
                 self._cond.notify_all()
 
     def wait(self, timeout: float | None, *, settled: bool) -> int:
