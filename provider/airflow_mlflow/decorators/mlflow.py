@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
@@ -165,6 +164,8 @@ def _scratch_run() -> Iterator[None]:
     import mlflow
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
+    from airflow_mlflow.hooks.mlflow import scoped_environment
+
     with tempfile.TemporaryDirectory(prefix="airflow-mlflow-untracked-") as tmp:
         uri = f"file://{tmp}"
         env = {
@@ -173,19 +174,10 @@ def _scratch_run() -> Iterator[None]:
             "MLFLOW_ALLOW_FILE_STORE": "true",
             "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
         }
-        saved = {key: os.environ.get(key) for key in env}
-        os.environ.update(env)
-        try:
-            with _use_tracking_uri(uri):
-                experiment_id = mlflow.MlflowClient(uri).create_experiment("untracked")
-                with mlflow.start_run(experiment_id=experiment_id):
-                    yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        with scoped_environment(env), _use_tracking_uri(uri):
+            experiment_id = mlflow.MlflowClient(uri).create_experiment("untracked")
+            with mlflow.start_run(experiment_id=experiment_id):
+                yield
 
 
 def mlflow_task(

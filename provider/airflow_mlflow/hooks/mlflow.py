@@ -105,7 +105,7 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
         Only for task processes, which run one task each; shared processes (triggerer, API server,
         scheduler) use :attr:`client`, which carries the credentials itself.
         """
-        with _scoped_environment(_credential_env(self.config)):
+        with scoped_environment(_credential_env(self.config)):
             yield
 
     @contextlib.contextmanager
@@ -131,7 +131,7 @@ class MLflowHook(TrackingVerbs, RegistryVerbs, BaseHook):
         if self.config.embedded:
             _prepare_embedded_store(self.config)
         with (
-            _scoped_environment({**_credential_env(self.config), **uris}),
+            scoped_environment({**_credential_env(self.config), **uris}),
             _use_tracking_uri(self.config.tracking_uri),
         ):
             yield
@@ -290,7 +290,8 @@ def _install_budget_seam() -> None:
 
 
 @contextlib.contextmanager
-def _scoped_environment(values: Mapping[str, str | None]) -> Iterator[None]:
+def scoped_environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set (None: unset) for the block, restored after. Task processes only."""
     saved = {key: os.environ.get(key) for key in values}
     try:
         for key, value in values.items():
