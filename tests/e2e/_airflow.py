@@ -372,16 +372,7 @@ class AirflowStack:
 
     def leftover_pids(self) -> list[int]:
         """Processes still in any of the stack's process groups (empty after a clean stop)."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                # A zombie is already dead: it only waits for a parent (or init) to reap it.
-                if fields[0] != "Z" and int(fields[2]) in self._pgids:
-                    found.append(int(entry.name))
-        return found
+        return [pid for pgid in self._pgids for pid in group_members(pgid)]
 
     def log_tail(self, name: str, lines: int = 60) -> str:
         """The last lines of a component's log: ``scheduler``, ``triggerer``, ``db-migrate``, ..."""
