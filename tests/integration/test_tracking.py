@@ -17,11 +17,19 @@ from tests.dags import tracked as dags
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 
-def use_server(monkeypatch, url: str, login: str | None = None, password: str | None = None) -> None:
+def use_server(
+    monkeypatch,
+    url: str,
+    login: str | None = None,
+    password: str | None = None,
+    experiment: str | None = None,
+) -> None:
     host, port = url.removeprefix("http://").split(":")
     conn = {"conn_type": "mlflow", "host": host, "port": int(port), "schema": "http"}
     if login:
         conn.update(login=login, password=password)
+    if experiment:
+        conn["extra"] = {"experiment_name": experiment}
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(conn))
 
 
@@ -59,7 +67,9 @@ def test_failing_dag_against_a_real_server(mlflow_server, monkeypatch):
 def test_basic_auth_right_password_tracks_without_leaking(mlflow_auth_server, monkeypatch):
     user, password = "alice", "alice-password-123"
     mlflow_auth_server.create_user(user, password)
-    use_server(monkeypatch, mlflow_auth_server.url, user, password)
+    # An experiment of alice's own: the auth server is shared by the session, and other users'
+    # experiments (tracked_example, say) are only readable to her (MLflow's default permission).
+    use_server(monkeypatch, mlflow_auth_server.url, user, password, experiment="tracked_by_alice")
     for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     mlflow_env_before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
@@ -74,7 +84,7 @@ def test_basic_auth_right_password_tracks_without_leaking(mlflow_auth_server, mo
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
     client = MlflowClient(mlflow_auth_server.url)
-    runs = assert_tracked_dag(client, dag_run)
+    runs = assert_tracked_dag(client, dag_run, experiment="tracked_by_alice")
     every_value = [v for r in runs.values() for v in (*r.data.tags.values(), *r.data.params.values())]
     assert not [v for v in every_value if password in v]
 
