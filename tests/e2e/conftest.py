@@ -57,7 +57,7 @@ def _start(mode: str, workdir: Path, cleanup: contextlib.ExitStack) -> AirflowSt
     return stack
 
 
-@pytest.fixture(scope="session", params=_selected_modes())
+@pytest.fixture(scope="package", params=_selected_modes())
 def airflow_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AirflowStack]:

@@ -195,9 +195,12 @@ class FaultStack:
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
-    """The tier's deployment, started once per session by the first test that asks for it."""
+    """
+    The tier's deployment, started once by the first test that asks for it, and stopped after the
+    tier's last test (not at the end of the session: the other tiers run faster without it).
+    """
     drop_stale_databases()
     faults = FaultStack(tmp_path_factory.mktemp("faults"))
     started = time.monotonic()
@@ -224,7 +227,7 @@ def faults(fault_stack: FaultStack) -> FaultStack:
     return fault_stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def calm_runs(fault_stack: FaultStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Two DAG runs started together while nothing is broken, to share one calm minute:
     ``faults_secrets`` (read by test_secrets.py) and ``faults_kill`` (whose task processes
