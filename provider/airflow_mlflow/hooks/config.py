@@ -452,7 +452,14 @@ def _strict_lookup(conn_id: str, team_name: str | None) -> Any:
 
     backends = ensure_secrets_loaded()
     for backend in backends:
-        conn = call_secrets_backend_method(backend.get_connection, team_name=team_name, conn_id=conn_id)
+        try:
+            conn = call_secrets_backend_method(backend.get_connection, team_name=team_name, conn_id=conn_id)
+        except Exception:
+            # A metadata DB that was never migrated (a script or notebook with a fresh
+            # AIRFLOW_HOME) defines no connection; a DB that fails any other way is unreadable.
+            if isinstance(backend, MetastoreBackend) and not _metastore_has_connections_table():
+                continue
+            raise
         if conn:
             return conn
     if conf.getboolean("core", "multi_team", fallback=False) and any(
@@ -465,6 +472,14 @@ def _strict_lookup(conn_id: str, team_name: str | None) -> Any:
                 f"team {team_name!r}; not falling back to the embedded store"
             )
     return None
+
+
+def _metastore_has_connections_table() -> bool:
+    """False only when the metadata DB answers and has no connection table; its errors raise."""
+    from airflow import settings
+    from sqlalchemy import inspect
+
+    return inspect(settings.engine).has_table("connection")
 
 
 def _ask_execution_api(conn_id: str) -> Any:

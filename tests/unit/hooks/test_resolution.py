@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,21 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
+
+
+RESOLVE = (
+    "from airflow_mlflow.hooks.mlflow import MLflowHook\n"
+    "try:\n"
+    "    print('RESOLVED', MLflowHook().config.tracking_uri)\n"
+    "except Exception as err:\n"
+    "    print('RAISED', type(err).__name__, err)\n"
+)
+
+
+def resolve_in_subprocess(env: dict[str, str], prelude: str = "") -> subprocess.CompletedProcess:
+    """``mlflow_default`` resolved by a fresh interpreter: prints RESOLVED <uri> or RAISED <error>."""
+    code = prelude + RESOLVE
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
 
 
 def airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -92,18 +108,32 @@ def test_unreadable_connection_is_an_error_naming_it(tmp_path):
     env = clean_env(
         home, AIRFLOW__SECRETS__BACKEND="tests.unit.hooks._broken_secrets.BrokenBackend", AMLF_HOME=str(home)
     )
-    code = (
-        "from airflow_mlflow.hooks.mlflow import MLflowHook\n"
-        "try:\n"
-        "    MLflowHook().config\n"
-        "except Exception as err:\n"
-        "    print('RAISED', type(err).__name__, err)\n"
-        "else:\n"
-        "    print('RESOLVED')\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    done = resolve_in_subprocess(env)
     assert "RAISED MLflowConnectionLookupError" in done.stdout, done.stdout + done.stderr[-2000:]
     assert "'mlflow_default'" in done.stdout and "secrets backend unreachable" in done.stdout
+    assert not (home / "mlflow").exists()
+
+
+def test_a_script_with_a_fresh_airflow_home_gets_the_embedded_store(tmp_path):
+    """A notebook or script whose metadata DB was never migrated defines no connection."""
+    home = tmp_path / "home"
+    done = resolve_in_subprocess(clean_env(home))
+    assert f"RESOLVED sqlite:///{home}/mlflow/mlflow.db" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "defined nowhere" in done.stdout + done.stderr
+
+
+def test_a_metadata_db_that_does_not_answer_is_an_error_not_the_embedded_default(tmp_path):
+    home = tmp_path / "home"
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = clean_env(
+        home,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"postgresql+psycopg2://postgres@127.0.0.1:{port}/airflow",
+    )
+    done = resolve_in_subprocess(env)
+    assert "RAISED MLflowConnectionLookupError" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "'mlflow_default'" in done.stdout
     assert not (home / "mlflow").exists()
 
 
