@@ -12,9 +12,6 @@ from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.hooks.tracking import all_pages, filter_literal
 from airflow_mlflow.validation import normalize_stage, validate_registry_tags
 
-#: Registered-model tag holding the champion history (JSON list, newest last).
-HISTORY_TAG = "airflow.champion_history"
-
 if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractContextManager

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.exceptions import MLflowConflictError, MLflowInputError
+from airflow_mlflow.tags import CLAIM_OWNER
 from airflow_mlflow.validation import (
     validate_artifact_folder,
     validate_artifact_tree,
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_ENTITIES_PER_BATCH = 1000
-CLAIM_OWNER_TAG = "airflow.claim.owner"
 #: Experiments the provider keeps for its own bookkeeping (write-once claims) start with this.
 HIDDEN_EXPERIMENT_PREFIX = ".airflow-mlflow/"
 MAX_EXPERIMENTS_PER_SEARCH = 100
@@ -191,12 +191,12 @@ class TrackingVerbs:
 
         with self._call(f"claim {name!r}"):
             try:
-                experiment_id = self.client.create_experiment(name, tags={CLAIM_OWNER_TAG: owner})
+                experiment_id = self.client.create_experiment(name, tags={CLAIM_OWNER: owner})
             except MlflowException as err:
                 if err.error_code not in {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"}:
                     raise
                 found = self.client.get_experiment_by_name(name)
-                return (found.tags or {}).get(CLAIM_OWNER_TAG, "unknown") if found else "unknown"
+                return (found.tags or {}).get(CLAIM_OWNER, "unknown") if found else "unknown"
             self.client.delete_experiment(experiment_id)
         return owner
 

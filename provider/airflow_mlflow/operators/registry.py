@@ -185,9 +185,9 @@ class _ChampionOperator(_RegistryOperator):
         return champion
 
     def _history(self) -> list[dict[str, Any]]:
-        from airflow_mlflow.hooks.registry import HISTORY_TAG
+        from airflow_mlflow.tags import CHAMPION_HISTORY
 
-        raw = self.hook.get_model_tags(self.name).get(HISTORY_TAG)
+        raw = self.hook.get_model_tags(self.name).get(CHAMPION_HISTORY)
         try:
             history = json.loads(raw) if raw else []
         except ValueError:
@@ -220,12 +220,13 @@ class _ChampionOperator(_RegistryOperator):
         return f"{lineage['dag_id']}/{lineage['run_id']}"
 
     def _append_history(self, history: list[dict[str, Any]], entry: dict[str, Any]) -> None:
-        from airflow_mlflow.hooks.registry import HISTORY_TAG, dumps
+        from airflow_mlflow.hooks.registry import dumps
+        from airflow_mlflow.tags import CHAMPION_HISTORY
 
         history = [*history, entry][-HISTORY_LIMIT:]
         while len(dumps(history)) > 7900 and len(history) > 1:  # MLflow tag values stop at 8000
             history.pop(0)
-        self.hook.set_model_tags(self.name, {HISTORY_TAG: dumps(history)})
+        self.hook.set_model_tags(self.name, {CHAMPION_HISTORY: dumps(history)})
 
 
 class MLflowPromoteModelOperator(_ChampionOperator):

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlflow.hooks.registry import HISTORY_TAG
 from airflow_mlflow.runs import DAG_RUN_KEY, ROLE, TI_KEY, TaskRunContext
+from airflow_mlflow.tags import CHAMPION_HISTORY
 
 if TYPE_CHECKING:
     from airflow_mlflow.hooks.mlflow import MLflowHook
@@ -409,7 +409,7 @@ def _points(versions: list[VersionView], metric: str) -> list[ChartPoint]:
 def _history(model: ModelRecord, readable: Readable) -> list[dict[str, Any]]:
     """Champion changes, newest first, as recorded by the promotion and rollback operators."""
     try:
-        entries = json.loads(model.tags.get(HISTORY_TAG) or "[]")
+        entries = json.loads(model.tags.get(CHAMPION_HISTORY) or "[]")
     except ValueError:
         return []
     if not isinstance(entries, list):

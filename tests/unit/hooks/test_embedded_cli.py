@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from tests.assertions import assert_tracked_dag
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 

@@ -1,0 +1,104 @@
+"""
+The provider's tag vocabulary: every ``airflow.*`` key it writes to MLflow, once, with its meaning.
+
+Readers and writers import these names; no other module spells an ``airflow.`` tag key (a test
+enforces it). The values are a stored format: runs written by an earlier version of the provider
+must stay readable, so a key here is renamed only with a migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# -- runs: one parent per DAG run, one child per task instance (map index) ------------------------
+
+#: What a run stands for: :data:`ROLE_DAG_RUN` or :data:`ROLE_TASK`.
+ROLE = "airflow.role"
+ROLE_DAG_RUN = "dag_run"
+ROLE_TASK = "task"
+#: Digest of (dag_id, run_id): finds a DAG run's parent and children in one search.
+DAG_RUN_KEY = "airflow.dag_run_key"
+#: Digest of (dag_id, run_id, task_id, map_index): finds a task instance's child run.
+TI_KEY = "airflow.ti_key"
+DAG_ID = "airflow.dag_id"
+RUN_ID = "airflow.run_id"
+TASK_ID = "airflow.task_id"
+#: The task's map index, ``-1`` when it is not mapped.
+MAP_INDEX = "airflow.map_index"
+#: The latest try that wrote to the run.
+TRY_NUMBER = "airflow.try_number"
+#: ISO 8601, on parent runs of DAG runs that have a logical date.
+LOGICAL_DATE = "airflow.logical_date"
+#: Link back to the DAG run (parent) or the task instance (child) in Airflow's UI.
+URL = "airflow.url"
+#: Per-try record on a child run: ``airflow.try.<n>.<field>``, one of :data:`TRY_FIELDS`.
+TRY_PREFIX = "airflow.try."
+TRY_FIELDS = ("state", "start", "end", "error", "note")
+
+
+def try_tag(number: int, field: str) -> str:
+    """``airflow.try.<number>.<field>``: state, start (epoch ms), end (epoch ms), error or note."""
+    return f"{TRY_PREFIX}{number}.{field}"
+
+
+def parse_try_tag(key: str) -> tuple[int, str] | None:
+    """``(number, field)`` of an ``airflow.try.<n>.<field>`` key, None for any other key."""
+    if not key.startswith(TRY_PREFIX):
+        return None
+    number, _, field = key[len(TRY_PREFIX) :].partition(".")
+    return (int(number), field) if number.isdigit() and field in TRY_FIELDS else None
+
+
+def try_numbers(tags: Mapping[str, str]) -> list[int]:
+    """The tries recorded on a child run, in order."""
+    return sorted({parsed[0] for parsed in map(parse_try_tag, tags) if parsed})
+
+
+# -- experiments ---------------------------------------------------------------------------------
+
+#: ``airflow.parent.<dag run key>`` = parent run id, while that DAG run is open: later tasks find
+#: experiment and parent in one request; finalizing the DAG run removes it.
+PARENT_HINT_PREFIX = "airflow.parent."
+
+
+def parent_hint(dag_run_key: str) -> str:
+    return f"{PARENT_HINT_PREFIX}{dag_run_key}"
+
+
+#: On a write-once claim run (hidden experiment): who holds the claim.
+CLAIM_OWNER = "airflow.claim.owner"
+
+# -- model versions ------------------------------------------------------------------------------
+
+#: Lineage of a registered version: the task that registered it (keys shared with runs).
+VERSION_LINEAGE = (DAG_ID, RUN_ID, TASK_ID, URL)
+#: The gate's verdict on a version: ``passed`` or ``rejected``.
+GATE_STATUS = "airflow.gate.status"
+#: The champion version the candidate was compared with, ``none`` without one.
+GATE_BASELINE_VERSION = "airflow.gate.baseline_version"
+#: ``<dag_id>/<run_id>`` of the DAG run whose gate judged the version.
+GATE_DAG_RUN = "airflow.gate.dag_run"
+GATE_EVALUATED_AT = "airflow.gate.evaluated_at"
+#: ``airflow.gate.metric.<metric>``: the compared values and the threshold, one line of text.
+GATE_METRIC_PREFIX = "airflow.gate.metric."
+
+
+def gate_metric(metric: str) -> str:
+    return f"{GATE_METRIC_PREFIX}{metric}"
+
+
+#: Set when a version becomes champion.
+PROMOTION_PREVIOUS_VERSION = "airflow.promotion.previous_version"
+PROMOTION_AT = "airflow.promotion.at"
+PROMOTION_DAG_RUN = "airflow.promotion.dag_run"
+PROMOTION_GATE = "airflow.promotion.gate"
+#: On the champion a rollback replaced.
+ROLLBACK_AT = "airflow.rollback.at"
+ROLLBACK_DAG_RUN = "airflow.rollback.dag_run"
+#: On the version a rollback made champion again.
+ROLLBACK_RESTORED_AT = "airflow.rollback.restored_at"
+
+# -- registered models ---------------------------------------------------------------------------
+
+#: JSON list of champion changes (promotions and rollbacks), newest last.
+CHAMPION_HISTORY = "airflow.champion_history"
