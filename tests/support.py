@@ -12,7 +12,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _HOME: Path | None = None
 
@@ -57,3 +60,15 @@ def copy_store(template: Path, dest: Path) -> str:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(template, dest / "mlflow.db")
     return f"sqlite:///{dest / 'mlflow.db'}"
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+    """Call ``probe`` until it returns something truthy; raise ``TimeoutError`` naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last: {value!r})")
+        time.sleep(interval)

@@ -40,6 +40,7 @@ from tests.integration._mlflow_servers import (
     drop_database,
     group_members,
 )
+from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What the stack's DAGs folder serves, each as a symlink to the real folder (entry name: source).
@@ -78,18 +79,6 @@ def tail(path: Path, lines: int = 60) -> str:
     except OSError as err:
         return f"<cannot read {path}: {err}>"
     return "\n".join(text.splitlines()[-lines:])
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
-    """Call ``probe`` until it returns something truthy; raise ``TimeoutError`` naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last: {value!r})")
-        time.sleep(interval)
 
 
 class AirflowStack:

@@ -17,6 +17,7 @@ from airflow_mlflow.plugins import listener
 from tests.assertions import runs_of_dag_run
 from tests.dags import lifecycle
 from tests.integration._mlflow_servers import ServerProcess
+from tests.support import wait_for
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -36,18 +37,6 @@ def own_server(tmp_path, monkeypatch):
     yield proc, server
     reset()
     proc.stop()
-
-
-def poll(what: str, check, timeout: float = 60.0, every: float = 1.0):
-    """``check()`` until it returns something true; the issue's limit: a minute after MLflow is back."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(every)
 
 
 def dag_run_closed(client: MlflowClient, experiment: str, dag_run) -> dict | None:
@@ -78,7 +67,10 @@ def test_a_dag_run_ending_during_an_outage_is_finalized_when_mlflow_returns(own_
     time.sleep(15)  # and the outage goes on: a retry or two more fail quietly
     proc.restart()
 
-    runs = poll("parent FINISHED and hint gone", lambda: dag_run_closed(client, "outage_at_end", dag_run))
+    # The issue's limit: closed within a minute after MLflow is back.
+    runs = wait_for(
+        "parent FINISHED and hint gone", lambda: dag_run_closed(client, "outage_at_end", dag_run), timeout=60
+    )
     assert runs[dag_run.run_id].info.status == "FINISHED"
     assert runs["train"].info.status == "FINISHED"
     assert not [r for r in runs.values() if r.info.status == "RUNNING"]
@@ -103,7 +95,7 @@ def test_a_warn_task_that_ran_through_an_outage_is_recorded_when_mlflow_returns(
     )
     proc.restart()
 
-    runs = poll("the gap recorded", lambda: dag_run_closed(client, "outage_gap", dag_run))
+    runs = wait_for("the gap recorded", lambda: dag_run_closed(client, "outage_gap", dag_run), timeout=60)
     late = runs["late"]
     assert late.info.status == "FINISHED"
     assert late.data.tags["airflow.try.1.state"] == "success"
