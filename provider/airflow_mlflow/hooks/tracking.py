@@ -111,6 +111,27 @@ class ExperimentRecord:
     name: str = ""
 
 
+@dataclass(frozen=True)
+class LoggedModelRecord:
+    """An MLflow 3 logged model of a run: what the UI shows of it, JSON-friendly."""
+
+    model_id: str
+    name: str
+    experiment_id: str
+    status: str
+    created: int
+    #: Flavors from its ``MLmodel`` file (``python_function`` last); empty when it has none yet.
+    flavors: tuple[str, ...] = ()
+    #: Latest value of each metric logged to the model.
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    #: Its page in MLflow's UI, when a UI is known for the connection.
+    url: str | None = None
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_id}"
+
+
 class TrackingVerbs:
     """Experiments, runs and logging; mixed into :class:`~airflow_mlflow.hooks.mlflow.MLflowHook`."""
 
@@ -431,6 +452,75 @@ class TrackingVerbs:
         """Run page in MLflow's UI, when a UI is known for this connection."""
         base = self.config.mlflow_ui_url
         return f"{base}/#/experiments/{experiment_id}/runs/{run_id}" if base else None
+
+    def logged_models_of_run(
+        self, experiment_id: str, run_id: str, limit: int = 20
+    ) -> list[LoggedModelRecord]:
+        """
+        The MLflow 3 logged models whose source is this run, oldest first (at most ``limit``),
+        each with its flavors read from its ``MLmodel`` file (one request per model).
+        """
+        with self._call(f"logged models of run {run_id}"):
+            found = self.client.search_logged_models(
+                [experiment_id],
+                filter_string=f"source_run_id = {filter_literal(run_id)}",
+                max_results=limit,
+                order_by=[{"field_name": "creation_time", "ascending": True}],
+            )
+        base = self.config.mlflow_ui_url
+        records = []
+        for model in found:
+            url = f"{base}/#/experiments/{model.experiment_id}/models/{model.model_id}" if base else None
+            latest: dict[str, tuple[int, int, float]] = {}
+            for m in model.metrics or ():
+                seen = latest.get(m.key)
+                if seen is None or (m.step, m.timestamp) >= seen[:2]:
+                    latest[m.key] = (m.step, m.timestamp, m.value)
+            records.append(
+                LoggedModelRecord(
+                    model_id=model.model_id,
+                    name=model.name,
+                    experiment_id=model.experiment_id,
+                    status=str(getattr(model.status, "name", model.status)),
+                    created=model.creation_timestamp or 0,
+                    flavors=self._logged_model_flavors(model.model_id, model.artifact_location),
+                    metrics={key: value for key, (_, _, value) in sorted(latest.items())},
+                    url=url,
+                )
+            )
+        return records
+
+    def _logged_model_flavors(self, model_id: str, artifact_location: str) -> tuple[str, ...]:
+        """Flavor names of a logged model's ``MLmodel`` file; () when it has none (not uploaded yet)."""
+        import yaml
+
+        from airflow_mlflow.exceptions import MLflowResourceNotFoundError
+
+        try:
+            with self._call(f"MLmodel of logged model {model_id}"):
+                if self.config.is_http:
+                    endpoint = f"/ajax-api/2.0/mlflow/logged-models/{model_id}/artifacts/files"
+                    data = self._rest_get_bytes(endpoint, {"artifact_file_path": "MLmodel"}, 1024 * 1024)
+                else:
+                    import tempfile
+
+                    from mlflow.artifacts import download_artifacts
+
+                    with tempfile.TemporaryDirectory() as tmp:
+                        path = download_artifacts(
+                            artifact_uri=f"{artifact_location.rstrip('/')}/MLmodel",
+                            dst_path=tmp,
+                            tracking_uri=self.config.tracking_uri,
+                        )
+                        data = Path(path).read_bytes()
+        except MLflowResourceNotFoundError:
+            return ()
+        try:
+            flavors = (yaml.safe_load(data) or {}).get("flavors") or {}
+        except (yaml.YAMLError, AttributeError):
+            return ()
+        names = [str(name) for name in flavors if name != "python_function"]
+        return tuple(names + (["python_function"] if "python_function" in flavors else []))
 
 
 def _param_conflict(run_id: str, key: str, old: str, new: str):
