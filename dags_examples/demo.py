@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from airflow_mlflow.tags import GATE_STATUS, ROLE, ROLE_TASK, gate_metric
+
 ROOT = Path(__file__).resolve().parents[1]
 HOME = ROOT / ".airflow"
 BIN = Path(sys.executable).parent
@@ -57,9 +59,9 @@ def main() -> None:
         print(f"==> retrain_model for {day}: train on the day's window, register, gate, promote", flush=True)
         seconds = airflow("dags", "test", "retrain_model", day, env=env)
         v = newest_version()
-        status = v.tags.get("airflow.gate.status", "?")
+        status = v.tags.get(GATE_STATUS, "?")
         print(f"    version {v.version}: gate {status.upper()} ({seconds:.0f}s)", flush=True)
-        print(f"    {v.tags.get('airflow.gate.metric.accuracy', '')}", flush=True)
+        print(f"    {v.tags.get(gate_metric('accuracy'), '')}", flush=True)
     print("==> score_batch: load models:/breast_cancer_classifier@champion and score a batch", flush=True)
     airflow("dags", "test", "score_batch", env=env)
     summarize()
@@ -76,13 +78,13 @@ def summarize() -> None:
         aliases = ", ".join(mlflow_client.get_model_version(MODEL, v.version).aliases)
         print(
             f"{v.version:<8} {run.data.params['window_start'][:10]:<11} {run.data.params['label_noise']:<6} "
-            f"{run.data.metrics['accuracy']:<9.4f} {v.tags.get('airflow.gate.status', '-'):<9} "
+            f"{run.data.metrics['accuracy']:<9.4f} {v.tags.get(GATE_STATUS, '-'):<9} "
             f"{v.current_stage:<11} {aliases}"
         )
     scoring = mlflow_client.get_experiment_by_name("score_batch")
     (scored,) = mlflow_client.search_runs(
         [scoring.experiment_id],
-        "tags.`airflow.role` = 'task'",
+        f"tags.`{ROLE}` = '{ROLE_TASK}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )

@@ -30,6 +30,7 @@ _TIER_MARKERS = {
     "integration": pytest.mark.integration,
     "e2e": pytest.mark.e2e,
     "faults": pytest.mark.faults,
+    "lint": pytest.mark.lint,
 }
 
 
