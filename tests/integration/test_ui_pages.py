@@ -10,7 +10,7 @@ import pytest
 
 from airflow_mlflow.exceptions import MLflowAuthError
 from airflow_mlflow.hooks.mlflow import MLflowHook
-from airflow_mlflow.plugins import listener, pages
+from airflow_mlflow.plugins import listener, run_views
 from tests.dags import tracked as dags
 from tests.integration.test_tracking import use_server
 
@@ -38,7 +38,7 @@ def test_views_read_an_auth_server_with_the_connections_credentials(mlflow_auth_
     before = mlflow_env()
 
     hook = MLflowHook()
-    view = pages.dag_run_view(hook, "tracked_example", dag_run.run_id)
+    view = run_views.dag_run_view(hook, "tracked_example", dag_run.run_id)
     report = next(t for t in view.tasks if t.task_id == "report")
     assert [(a.path, a.size) for a in report.artifacts] == [("report.txt", len("fold scores\n"))]
     assert hook.read_artifact(report.run.run_id, "report.txt", 1000) == b"fold scores\n"
@@ -47,7 +47,7 @@ def test_views_read_an_auth_server_with_the_connections_credentials(mlflow_auth_
         report.mlflow_url
         == f"{mlflow_auth_server.url}/#/experiments/{report.run.experiment_id}/runs/{report.run.run_id}"
     )
-    task, _ = pages.task_view(hook, "tracked_example", dag_run.run_id, "train", 2)
+    task, _ = run_views.task_view(hook, "tracked_example", dag_run.run_id, "train", 2)
     assert task.histories == {"score": [(0, pytest.approx(0.7))]}
 
     assert mlflow_env() == before, "reading for the UI changed the process environment"
@@ -58,7 +58,7 @@ def test_views_with_a_wrong_password_fail_with_an_auth_error(mlflow_auth_server,
     mlflow_auth_server.create_user("dave", "dave-password-123")
     use_server(monkeypatch, mlflow_auth_server.url, "dave", "not-daves-password")
     with pytest.raises(MLflowAuthError) as err:
-        pages.dag_run_view(MLflowHook(), "tracked_example", "manual__x")
+        run_views.dag_run_view(MLflowHook(), "tracked_example", "manual__x")
     assert "not-daves-password" not in str(err.value)
     with pytest.raises(MLflowAuthError):
         MLflowHook().browse_artifacts("0" * 32)

@@ -16,18 +16,23 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import jinja2
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
-from fastapi import Depends, FastAPI, HTTPException, Request
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_mlflow.exceptions import MLflowInputError, MLflowProviderError, MLflowResourceNotFoundError
+from airflow_mlflow.plugins import chart, model_views, run_views
+from airflow_mlflow.tags import DAG_ID
 
 if TYPE_CHECKING:
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 
     from airflow_mlflow.hooks.mlflow import MLflowHook
-    from airflow_mlflow.plugins.pages import Readable
+    from airflow_mlflow.plugins.model_views import Readable
 
 #: Artifacts larger than this are listed but not served through Airflow.
 MAX_ARTIFACT_BYTES = 10 * 1024 * 1024
@@ -96,117 +101,120 @@ def _map_index(raw: str | None) -> int:
         return -1
 
 
-def create_app() -> FastAPI:
-    import jinja2
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-    from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+TEMPLATES.globals.update(sparkline=chart.sparkline)
+TEMPLATES.filters["fmt"] = lambda v: f"{v:.6g}" if isinstance(v, float) else v
 
-    from airflow_mlflow.plugins import chart, pages
+#: In this order: permission first, then whether Airflow knows the DAG (see known_dag).
+READ_RUN = [Depends(requires_access_dag("GET", DagAccessEntity.RUN)), Depends(known_dag)]
+READ_TASK = [Depends(requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE)), Depends(known_dag)]
 
-    templates = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
+#: Every route declares its auth dependency: Airflow does not protect plugin routes by itself.
+router = APIRouter()
+
+
+def render(template: str, status: int = 200, **values) -> HTMLResponse:
+    html = TEMPLATES.get_template(template).render(conn_id=conn_id(), **values)
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def readable_by(user: BaseUser) -> Readable:
+    from airflow.api_fastapi.app import get_auth_manager
+
+    manager = get_auth_manager()
+    # Read from Airflow's DAG table now: a deleted DAG is in no one's set (see known_dag).
+    dag_ids = manager.get_authorized_dag_ids(user=user, method="GET")
+    # Versions registered outside Airflow belong to no DAG: shown to who may read DAGs at all.
+    unowned = manager.is_authorized_dag(method="GET", user=user)
+    return lambda dag_id: dag_id in dag_ids if dag_id else unowned
+
+
+def refused(request: Request, err: StarletteHTTPException) -> HTMLResponse:
+    """Airflow's auth dependencies answer in JSON; a page in the UI's frame says it in words."""
+    dag_id = request.query_params.get("dag_id")
+    messages = {
+        401: "Log in to Airflow to see its MLflow views.",
+        403: f"You may not read DAG {dag_id}: ask an admin for access." if dag_id else "Access denied.",
+    }
+    return render(
+        "error.html", status=err.status_code, message=messages.get(err.status_code, str(err.detail))
     )
-    templates.globals.update(sparkline=chart.sparkline)
-    templates.filters["fmt"] = lambda v: f"{v:.6g}" if isinstance(v, float) else v
 
-    app = FastAPI(title="MLflow for Airflow", docs_url=None, redoc_url=None, openapi_url=None)
-    # In this order: permission first, then whether Airflow knows the DAG (see known_dag).
-    read_run = [Depends(requires_access_dag("GET", DagAccessEntity.RUN)), Depends(known_dag)]
-    read_task = [Depends(requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE)), Depends(known_dag)]
-    # Annotations are strings here (``from __future__``) and these names are local, so FastAPI
-    # could not resolve an ``Annotated`` dependency: the user comes in as a default instead.
-    current_user = Depends(get_user)
 
-    def render(template: str, status: int = 200, **values) -> HTMLResponse:
-        html = templates.get_template(template).render(conn_id=conn_id(), **values)
-        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+def mlflow_failed(request: Request, err: MLflowProviderError) -> HTMLResponse:
+    status = next((code for kind, code in _ERROR_STATUS if isinstance(err, kind)), 502)
+    return render("error.html", status=status, message=str(err))
 
-    def readable_by(user: BaseUser) -> Readable:
-        from airflow.api_fastapi.app import get_auth_manager
 
-        manager = get_auth_manager()
-        # Read from Airflow's DAG table now: a deleted DAG is in no one's set (see known_dag).
-        dag_ids = manager.get_authorized_dag_ids(user=user, method="GET")
-        # Versions registered outside Airflow belong to no DAG: shown to who may read DAGs at all.
-        unowned = manager.is_authorized_dag(method="GET", user=user)
-        return lambda dag_id: dag_id in dag_ids if dag_id else unowned
+@router.get("/dag-run", response_class=HTMLResponse, dependencies=READ_RUN)
+def dag_run(dag_id: str, run_id: str) -> HTMLResponse:
+    view = run_views.dag_run_view(get_hook(), dag_id, run_id)
+    return render("dag_run.html", view=view)
 
-    @app.exception_handler(StarletteHTTPException)
-    def refused(request: Request, err: StarletteHTTPException) -> HTMLResponse:
-        """Airflow's auth dependencies answer in JSON; a page in the UI's frame says it in words."""
-        dag_id = request.query_params.get("dag_id")
-        messages = {
-            401: "Log in to Airflow to see its MLflow views.",
-            403: f"You may not read DAG {dag_id}: ask an admin for access." if dag_id else "Access denied.",
-        }
+
+@router.get("/task", response_class=HTMLResponse, dependencies=READ_TASK)
+def task(dag_id: str, run_id: str, task_id: str, map_index: str | None = None) -> HTMLResponse:
+    index = _map_index(map_index)
+    view, versions = run_views.task_view(get_hook(), dag_id, run_id, task_id, index)
+    values = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": index}
+    return render("task.html", view=view, versions=versions, **values)
+
+
+@router.get("/artifact", dependencies=READ_RUN)
+def artifact(dag_id: str, mlflow_run_id: str, path: str) -> Response:
+    path = _artifact_path(path)
+    hook = get_hook()
+    # The DAG permission was checked for dag_id: serve only runs that DAG tracked.
+    if hook.get_run(mlflow_run_id).tags.get(DAG_ID) != dag_id:
+        raise HTTPException(404, f"run {mlflow_run_id} was not tracked by DAG {dag_id!r}")
+    data = hook.read_artifact(mlflow_run_id, path, MAX_ARTIFACT_BYTES)
+    kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    name = path.rsplit("/", 1)[-1].replace('"', "")
+    inline = kind in _INLINE_TYPES
+    disposition = "inline" if inline else "attachment"
+    headers = {
+        "Content-Disposition": f'{disposition}; filename="{name}"',
+        "X-Content-Type-Options": "nosniff",
+        # Artifacts are user content: never let one run script in Airflow's origin.
+        "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
+    }
+    # Served as what it is only when shown inline; HTML (or anything else) is a download.
+    media_type = "text/plain" if kind == "image/svg+xml" else kind if inline else "application/octet-stream"
+    return Response(data, media_type=media_type, headers=headers)
+
+
+@router.get("/models", response_class=HTMLResponse)
+def models(user: GetUserDep) -> HTMLResponse:
+    return render("models.html", models=model_views.models_view(get_hook(), readable_by(user)))
+
+
+@router.get("/model", response_class=HTMLResponse)
+def model(user: GetUserDep, name: str, metric: str | None = None, version: str | None = None) -> HTMLResponse:
+    view = model_views.model_view(get_hook(), name, readable_by(user), metric)
+    if view is None:
         return render(
-            "error.html", status=err.status_code, message=messages.get(err.status_code, str(err.detail))
+            "error.html", status=404, message=f"No model {name!r} with versions from DAGs you can read."
         )
+    plot = chart.model_chart(view.points, view.metric or "")
+    return render("model.html", view=view, chart=plot, selected=version)
 
-    @app.exception_handler(MLflowProviderError)
-    def mlflow_failed(request: Request, err: MLflowProviderError) -> HTMLResponse:
-        status = next((code for kind, code in _ERROR_STATUS if isinstance(err, kind)), 502)
-        return render("error.html", status=status, message=str(err))
 
-    @app.get("/dag-run", response_class=HTMLResponse, dependencies=read_run)
-    def dag_run(dag_id: str, run_id: str) -> HTMLResponse:
-        view = pages.dag_run_view(get_hook(), dag_id, run_id)
-        return render("dag_run.html", view=view)
+@router.get("/icon.svg")
+def icon(user: GetUserDep) -> Response:
+    return Response(ICON, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=86400"})
 
-    @app.get("/task", response_class=HTMLResponse, dependencies=read_task)
-    def task(dag_id: str, run_id: str, task_id: str, map_index: str | None = None) -> HTMLResponse:
-        index = _map_index(map_index)
-        view, versions = pages.task_view(get_hook(), dag_id, run_id, task_id, index)
-        values = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": index}
-        return render("task.html", view=view, versions=versions, **values)
 
-    @app.get("/artifact", dependencies=read_run)
-    def artifact(dag_id: str, mlflow_run_id: str, path: str) -> Response:
-        path = _artifact_path(path)
-        hook = get_hook()
-        # The DAG permission was checked for dag_id: serve only runs that DAG tracked.
-        if hook.get_run(mlflow_run_id).tags.get("airflow.dag_id") != dag_id:
-            raise HTTPException(404, f"run {mlflow_run_id} was not tracked by DAG {dag_id!r}")
-        data = hook.read_artifact(mlflow_run_id, path, MAX_ARTIFACT_BYTES)
-        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        name = path.rsplit("/", 1)[-1].replace('"', "")
-        inline = kind in _INLINE_TYPES
-        disposition = "inline" if inline else "attachment"
-        headers = {
-            "Content-Disposition": f'{disposition}; filename="{name}"',
-            "X-Content-Type-Options": "nosniff",
-            # Artifacts are user content: never let one run script in Airflow's origin.
-            "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
-        }
-        # Served as what it is only when shown inline; HTML (or anything else) is a download.
-        media_type = (
-            "text/plain" if kind == "image/svg+xml" else kind if inline else "application/octet-stream"
-        )
-        return Response(data, media_type=media_type, headers=headers)
-
-    @app.get("/models", response_class=HTMLResponse)
-    def models(user=current_user) -> HTMLResponse:
-        return render("models.html", models=pages.models_view(get_hook(), readable_by(user)))
-
-    @app.get("/model", response_class=HTMLResponse)
-    def model(
-        name: str, metric: str | None = None, version: str | None = None, user=current_user
-    ) -> HTMLResponse:
-        view = pages.model_view(get_hook(), name, readable_by(user), metric)
-        if view is None:
-            return render(
-                "error.html", status=404, message=f"No model {name!r} with versions from DAGs you can read."
-            )
-        plot = chart.model_chart(view.points, view.metric or "")
-        return render("model.html", view=view, chart=plot, selected=version)
-
-    @app.get("/icon.svg")
-    def icon(user=current_user) -> Response:
-        return Response(ICON, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=86400"})
-
+def create_app() -> FastAPI:
+    """The plugin's app: the router, with errors answered as pages the UI's frame can show."""
+    app = FastAPI(title="MLflow for Airflow", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_exception_handler(StarletteHTTPException, refused)
+    app.add_exception_handler(MLflowProviderError, mlflow_failed)
+    app.include_router(router)
     return app
 
 

@@ -10,7 +10,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow_mlflow.plugins.pages import ChartPoint
+    from airflow_mlflow.plugins.model_views import ChartPoint
 
 GATE_COLOURS = {"passed": "#1a7f37", "rejected": "#cf222e", "waiting": "#9a6700"}
 NOT_GATED = "#6e7781"

@@ -8,7 +8,7 @@ import pytest
 
 from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.hooks.mlflow import MLflowHook
-from airflow_mlflow.plugins import pages
+from airflow_mlflow.plugins import model_views
 
 NAMES = [
     "O'Brien",
@@ -60,8 +60,8 @@ def test_versions_with_tags_takes_a_quote_in_a_value(registry):
 
 def test_registry_pages_list_and_open_every_name(registry):
     hook = MLflowHook()
-    listed = [s.model.name for s in pages.models_view(hook, everyone)]
+    listed = [s.model.name for s in model_views.models_view(hook, everyone)]
     assert [name for name in listed if name in NAMES] == sorted(NAMES)  # a server may hold others
     for count, name in enumerate(NAMES, start=1):
-        view = pages.model_view(hook, name, everyone)
+        view = model_views.model_view(hook, name, everyone)
         assert view is not None and len(view.versions) == count, name

@@ -1,0 +1,290 @@
+"""
+What the registry pages show: registered models, their versions with gate verdicts and
+promotions, the champion history and one chart point per DAG run, read through
+:class:`MLflowHook` only.
+
+Nothing here knows about HTTP or Airflow's database: the routes hand in a hook and
+``readable(dag_id)``, which says whether the user may read that DAG. Model versions carry their
+Airflow lineage as tags (:data:`~airflow_mlflow.tags.DAG_ID` …), so a user sees a version only
+when they may read the DAG that produced it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlflow.tags import (
+    CHAMPION_HISTORY,
+    DAG_ID,
+    GATE_BASELINE_VERSION,
+    GATE_DAG_RUN,
+    GATE_METRIC_PREFIX,
+    GATE_STATUS,
+    LOGICAL_DATE,
+    PROMOTION_AT,
+    PROMOTION_DAG_RUN,
+    ROLLBACK_AT,
+    RUN_ID,
+)
+
+if TYPE_CHECKING:
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+    from airflow_mlflow.hooks.registry import ModelRecord, VersionRecord
+
+#: The alias the promotion operator moves by default; the champion is the version behind it.
+CHAMPION_ALIAS = "champion"
+#: Versions a model page reads (each costs a request or two against a server).
+MAX_CHART_VERSIONS = 60
+#: What a version without a gate verdict shows.
+NOT_GATED = "not gated"
+
+#: Says whether the user may read a DAG (None: a version registered outside Airflow).
+Readable = Callable[[str | None], bool]
+
+
+def when(ms: int | None) -> str:
+    """Epoch milliseconds as a UTC time a reader can compare; empty for none."""
+    if not ms:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def gate_of(tags: Mapping[str, str]) -> str:
+    """``passed`` / ``rejected`` / ``waiting`` / ``not gated``, from a version's tags."""
+    return tags.get(GATE_STATUS, NOT_GATED)
+
+
+@dataclass
+class VersionView:
+    """A model version with what decided its fate: gate verdict, promotion, metrics."""
+
+    record: VersionRecord
+    champion: bool = False
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    run_tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return self.record.version
+
+    @property
+    def tags(self) -> Mapping[str, str]:
+        return self.record.tags
+
+    @property
+    def dag_id(self) -> str | None:
+        return self.tags.get(DAG_ID)
+
+    @property
+    def dag_run_id(self) -> str | None:
+        return self.tags.get(RUN_ID)
+
+    @property
+    def created(self) -> str:
+        return when(self.record.created)
+
+    @property
+    def logical_date(self) -> str:
+        """The DAG run's logical date (a day), else when the version was registered."""
+        raw = self.run_tags.get(LOGICAL_DATE)
+        if raw:
+            return raw[:10]
+        return when(self.record.created)[:16]
+
+    @property
+    def gate(self) -> str:
+        """``passed`` / ``rejected`` / ``waiting`` / ``not gated``."""
+        return gate_of(self.tags)
+
+    @property
+    def gate_checks(self) -> list[str]:
+        return [v for k, v in sorted(self.tags.items()) if k.startswith(GATE_METRIC_PREFIX)]
+
+    @property
+    def gate_metrics(self) -> list[str]:
+        return [
+            k.removeprefix(GATE_METRIC_PREFIX) for k in sorted(self.tags) if k.startswith(GATE_METRIC_PREFIX)
+        ]
+
+    @property
+    def baseline(self) -> str:
+        return self.tags.get(GATE_BASELINE_VERSION, "")
+
+    @property
+    def promoted_at(self) -> str:
+        return self.tags.get(PROMOTION_AT, "")
+
+    @property
+    def outcome(self) -> str:
+        """One line a reader can trust: what happened to this version, and why."""
+        if self.champion:
+            return "champion"
+        if self.tags.get(ROLLBACK_AT):
+            return "rolled back"
+        if self.promoted_at:
+            return "promoted, since replaced"
+        if self.gate == "rejected":
+            return "rejected by the gate"
+        if self.gate == "passed":
+            return "passed the gate, not promoted"
+        return "candidate"
+
+
+def _is_champion(version: VersionRecord, model: ModelRecord | None) -> bool:
+    if model and CHAMPION_ALIAS in model.aliases:
+        return model.aliases[CHAMPION_ALIAS] == version.version
+    return version.current_stage == "Production"
+
+
+def dag_run_versions(hook: MLflowHook, dag_id: str, run_id: str, run_ids: list[str]) -> list[VersionView]:
+    """Versions registered from these runs, or registered, gated or promoted by the DAG run."""
+    records = {(r.name, r.version): r for r in hook.versions_of_runs(run_ids)} if run_ids else {}
+    for tags in (
+        {DAG_ID: dag_id, RUN_ID: run_id},
+        {GATE_DAG_RUN: f"{dag_id}/{run_id}"},
+        {PROMOTION_DAG_RUN: f"{dag_id}/{run_id}"},
+    ):
+        for r in hook.versions_with_tags(tags):
+            records.setdefault((r.name, r.version), r)
+    models = {name: hook.get_model(name) for name in {name for name, _ in records}}
+    return [VersionView(r, champion=_is_champion(r, models[r.name])) for r in records.values()]
+
+
+@dataclass
+class ModelSummary:
+    model: ModelRecord
+    versions: list[VersionRecord]
+
+    @property
+    def latest(self) -> VersionRecord | None:
+        return self.versions[0] if self.versions else None
+
+    @property
+    def latest_gate(self) -> str:
+        """The newest version's gate verdict."""
+        return gate_of(self.latest.tags) if self.latest else NOT_GATED
+
+    @property
+    def champion(self) -> VersionRecord | None:
+        return next((v for v in self.versions if _is_champion(v, self.model)), None)
+
+    @property
+    def dags(self) -> list[str]:
+        return sorted({v.tags[DAG_ID] for v in self.versions if DAG_ID in v.tags})
+
+    @property
+    def updated(self) -> str:
+        return when(self.model.updated)
+
+
+def _visible(versions: list[VersionRecord], readable: Readable) -> list[VersionRecord]:
+    return [v for v in versions if readable(v.tags.get(DAG_ID))]
+
+
+def models_view(hook: MLflowHook, readable: Readable) -> list[ModelSummary]:
+    """Registered models the user may see, each with its versions from readable DAGs."""
+    summaries = []
+    for model in hook.list_models():
+        versions = _visible(hook.list_versions(model.name), readable)
+        if versions:
+            summaries.append(ModelSummary(model, versions))
+    return summaries
+
+
+@dataclass
+class ChartPoint:
+    """One DAG run's candidate on the model chart."""
+
+    label: str
+    value: float
+    version: str
+    gate: str
+    champion: bool
+    promoted: bool
+
+
+@dataclass
+class ModelView:
+    model: ModelRecord
+    versions: list[VersionView]
+    history: list[dict[str, Any]]
+    metric: str | None
+    metrics: list[str]
+    points: list[ChartPoint]
+
+    @property
+    def champion(self) -> VersionView | None:
+        return next((v for v in self.versions if v.champion), None)
+
+
+def model_view(
+    hook: MLflowHook, name: str, readable: Readable, metric: str | None = None
+) -> ModelView | None:
+    """
+    One model: its versions (newest first) with gate verdicts and metrics, the promotion
+    history, and one chart point per DAG run for ``metric`` (default: the gate's first metric).
+    None when the model does not exist or none of its versions comes from a readable DAG.
+    """
+    from airflow_mlflow.exceptions import MLflowResourceNotFoundError
+
+    try:
+        model = hook.get_model(name)
+    except MLflowResourceNotFoundError:
+        return None
+    records = _visible(hook.list_versions(name), readable)
+    if not records:
+        return None
+    versions = []
+    for record in records[:MAX_CHART_VERSIONS]:
+        metrics, run_tags = hook.version_source(record)
+        versions.append(VersionView(record, _is_champion(record, model), metrics, run_tags))
+    metrics = sorted({k for v in versions for k in v.metrics})
+    gated = next((v.gate_metrics[0] for v in versions if v.gate_metrics), None)
+    chosen = metric if metric in metrics else gated if gated in metrics else (metrics[0] if metrics else None)
+    return ModelView(
+        model=model,
+        versions=versions,
+        history=_history(model, readable),
+        metric=chosen,
+        metrics=metrics,
+        points=_points(versions, chosen) if chosen else [],
+    )
+
+
+def _points(versions: list[VersionView], metric: str) -> list[ChartPoint]:
+    """Oldest first; a DAG run that registered several versions counts with its newest."""
+    by_run: dict[tuple[str | None, str | None], VersionView] = {}
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        if metric in v.metrics:
+            by_run[(v.dag_id, v.dag_run_id) if v.dag_run_id else (None, v.version)] = v
+    return [
+        ChartPoint(
+            label=v.logical_date,
+            value=v.metrics[metric],
+            version=v.version,
+            gate=v.gate,
+            champion=v.champion,
+            promoted=bool(v.promoted_at),
+        )
+        for v in by_run.values()
+    ]
+
+
+def _history(model: ModelRecord, readable: Readable) -> list[dict[str, Any]]:
+    """Champion changes, newest first, as recorded by the promotion and rollback operators."""
+    try:
+        entries = json.loads(model.tags.get(CHAMPION_HISTORY) or "[]")
+    except ValueError:
+        return []
+    if not isinstance(entries, list):
+        return []
+    shown = [
+        e
+        for e in entries
+        if isinstance(e, dict) and readable(str(e.get("dag_run", "")).split("/")[0] or None)
+    ]
+    return list(reversed(shown))
