@@ -84,7 +84,7 @@ steps = {
     ],
     "airflow_mlflow operator, sensor and decorator classes": [
         "airflow_mlflow.operators.base", "airflow_mlflow.operators.tracking",
-        "airflow_mlflow.operators.registry", "airflow_mlflow.sensors.registry",
+        "airflow_mlflow.operators.registry", "airflow_mlflow.sensors.metric_threshold",
         "airflow_mlflow.decorators.mlflow",
     ],
 }

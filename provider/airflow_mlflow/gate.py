@@ -16,6 +16,10 @@ A poll reads as little as decides: the candidate's metrics first, and the baseli
 can change the outcome (every metric is logged, or a logged one is held against the baseline).
 So a gate waiting for its candidate's metrics costs one request per poll once its candidate
 version is pinned (``version=``: resolved on the first poll, then kept).
+
+Names: a :class:`GateSpec` is what the gate decides on (written once; the sensor builds it, the
+trigger carries it as JSON); :func:`decide` is the pure decision; :meth:`Gate.poll` reads MLflow
+once and decides.
 """
 
 from __future__ import annotations
@@ -23,10 +27,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+
 from airflow_mlflow.exceptions import MLflowInputError
+from airflow_mlflow.tags import (
+    GATE_BASELINE_VERSION,
+    GATE_DAG_RUN,
+    GATE_EVALUATED_AT,
+    GATE_STATUS,
+    gate_metric,
+)
+from airflow_mlflow.timestamps import iso_utc
 from airflow_mlflow.validation import validate_metric_key, validate_registry_tags
 
 if TYPE_CHECKING:
@@ -34,18 +48,25 @@ if TYPE_CHECKING:
     from airflow_mlflow.hooks.registry import VersionRecord
 
 PASSED, REJECTED, WAITING = "passed", "rejected", "waiting"
-_FIELDS = {"threshold", "greater_is_better", "min_absolute_change", "min_relative_change"}
 _ZERO_BASELINE_MARGIN = 1e-10
-METRIC_TAG_PREFIX = "airflow.gate.metric."
 BASELINE_STAGES = {"staging": "Staging", "production": "Production", "archived": "Archived"}
 
 
-@dataclass(frozen=True)
-class Threshold:
+class Threshold(BaseModel):
+    """One metric's ``MetricThreshold`` fields, strictly typed: numbers are numbers, finite."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
     threshold: float | None = None
-    greater_is_better: bool = True
-    min_absolute_change: float | None = None
-    min_relative_change: float | None = None
+    greater_is_better: StrictBool = True
+    min_absolute_change: float | None = Field(default=None, gt=0)
+    min_relative_change: float | None = Field(default=None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sets_a_bound(self) -> Threshold:
+        if self.threshold is None and self.min_absolute_change is None and self.min_relative_change is None:
+            raise ValueError("sets none of threshold, min_absolute_change, min_relative_change")
+        return self
 
     @classmethod
     def parse(cls, metric: str, spec: Any) -> Threshold:
@@ -56,38 +77,41 @@ class Threshold:
             raise MLflowInputError(
                 f"thresholds[{metric!r}] must be a mapping of MetricThreshold fields, got {spec!r}"
             )
-        unknown = set(spec) - _FIELDS
-        if unknown:
-            raise MLflowInputError(
-                f"thresholds[{metric!r}] has unknown field(s) {sorted(unknown)}; allowed: {sorted(_FIELDS)}"
-            )
-        gib = spec.get("greater_is_better", True)
-        if not isinstance(gib, bool):
-            raise MLflowInputError(
-                f"thresholds[{metric!r}].greater_is_better must be true or false, got {gib!r}"
-            )
-        values = {}
-        for name in ("threshold", "min_absolute_change", "min_relative_change"):
-            value = spec.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise MLflowInputError(f"thresholds[{metric!r}].{name} must be a number, got {value!r}")
-            if value is not None and not math.isfinite(value):
-                raise MLflowInputError(f"thresholds[{metric!r}].{name} must be finite, got {value!r}")
-            values[name] = None if value is None else float(value)
-        absolute, relative = values["min_absolute_change"], values["min_relative_change"]
-        if absolute is not None and absolute <= 0:
-            raise MLflowInputError(
-                f"thresholds[{metric!r}].min_absolute_change must be positive, got {absolute!r}"
-            )
-        if relative is not None and not 0 <= relative <= 1:
-            raise MLflowInputError(
-                f"thresholds[{metric!r}].min_relative_change must be between 0 and 1, got {relative!r}"
-            )
-        if all(v is None for v in values.values()):
-            raise MLflowInputError(
-                f"thresholds[{metric!r}] sets none of threshold, min_absolute_change, min_relative_change"
-            )
-        return cls(greater_is_better=gib, **values)
+        try:
+            return cls.model_validate(dict(spec))
+        except ValidationError as err:
+            raise MLflowInputError(_threshold_error(metric, err)) from None
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields given (defaults left out): JSON for a trigger's kwargs."""
+        return self.model_dump(exclude_defaults=True)
+
+
+#: Which of several errors in one entry is reported: unknown fields, then types, then ranges.
+_ERROR_RANK = {"extra_forbidden": 0, "bool_type": 1, "float_type": 2, "finite_number": 2}
+
+
+def _threshold_error(metric: str, err: ValidationError) -> str:
+    """The message for one entry's first error, naming the metric, the field and the value."""
+    errors = err.errors()
+    where = f"thresholds[{metric!r}]"
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+    if unknown:
+        return f"{where} has unknown field(s) {unknown}; allowed: {sorted(Threshold.model_fields)}"
+    first = min(errors, key=lambda e: _ERROR_RANK.get(e["type"], 3))
+    kind, value = first["type"], first["input"]
+    if not first["loc"]:  # the model's own check
+        return f"{where} {first['ctx']['error']}"
+    name = f"{where}.{first['loc'][0]}"
+    if kind == "bool_type":
+        return f"{name} must be true or false, got {value!r}"
+    if kind == "finite_number":
+        return f"{name} must be finite, got {value!r}"
+    if kind == "greater_than":
+        return f"{name} must be positive, got {float(value)!r}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return f"{name} must be between 0 and 1, got {float(value)!r}"
+    return f"{name} must be a number, got {value!r}"
 
 
 def parse_thresholds(thresholds: Any) -> dict[str, Threshold]:
@@ -100,10 +124,61 @@ def parse_thresholds(thresholds: Any) -> dict[str, Threshold]:
         # the verdict's tag airflow.gate.metric.<name> must be a tag MLflow accepts.
         try:
             validate_metric_key(metric)
-            validate_registry_tags({f"{METRIC_TAG_PREFIX}{metric}": ""})
+            validate_registry_tags({gate_metric(metric): ""})
         except MLflowInputError as err:
             raise MLflowInputError(f"thresholds: metric {metric!r} cannot be gated on: {err}") from None
     return {str(metric): Threshold.parse(str(metric), spec) for metric, spec in thresholds.items()}
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """
+    What a gate decides on, written once: the sensor builds it, the trigger carries it across the
+    deferral as JSON (:meth:`to_json` / :meth:`from_json`), and :class:`Gate` polls it.
+
+    ``thresholds`` may be given raw (metric -> fields, or a number for ``threshold``); they are
+    parsed into :class:`Threshold` on construction, so a spec that exists is a valid one.
+    The candidate is ``version``, else the version behind ``alias``, else behind ``stage``
+    (default ``Staging``); ``baseline`` is an alias or a stage, or None.
+    """
+
+    model_name: str
+    thresholds: Mapping[str, Threshold]
+    version: str | None = None
+    alias: str | None = None
+    stage: str | None = None
+    baseline: str | None = "champion"
+
+    def __post_init__(self) -> None:
+        parsed = self.thresholds
+        if not (
+            isinstance(parsed, Mapping) and parsed and all(isinstance(t, Threshold) for t in parsed.values())
+        ):
+            parsed = parse_thresholds(self.thresholds)
+        object.__setattr__(self, "thresholds", dict(parsed))
+        if self.version is not None:
+            object.__setattr__(self, "version", str(self.version))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "thresholds": {metric: t.to_json() for metric, t in self.thresholds.items()},
+            "version": self.version,
+            "alias": self.alias,
+            "stage": self.stage,
+            "baseline": self.baseline,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GateSpec:
+        known = {f.name for f in fields(cls)}
+        if not isinstance(data, Mapping) or set(data) - known or "model_name" not in data:
+            raise MLflowInputError(f"malformed gate spec {data!r}: fields are {sorted(known)}")
+        return cls(**data)
+
+    def where(self) -> str:
+        """Where the candidate is looked for, when it is not pinned."""
+        return f"alias {self.alias!r}" if self.alias else f"stage {self.stage or 'Staging'!r}"
 
 
 @dataclass(frozen=True)
@@ -159,13 +234,13 @@ class Verdict:
     def version_tags(self, dag_run: str) -> dict[str, str]:
         """What the registry keeps on the candidate version, so it shows why."""
         tags = {
-            "airflow.gate.status": self.status,
-            "airflow.gate.baseline_version": self.baseline_version or "none",
-            "airflow.gate.dag_run": dag_run,
-            "airflow.gate.evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.evaluated_at)),
+            GATE_STATUS: self.status,
+            GATE_BASELINE_VERSION: self.baseline_version or "none",
+            GATE_DAG_RUN: dag_run,
+            GATE_EVALUATED_AT: iso_utc(self.evaluated_at),
         }
         for check in self.checks:
-            tags[f"{METRIC_TAG_PREFIX}{check.metric}"] = check.line()
+            tags[gate_metric(check.metric)] = check.line()
         return tags
 
 
@@ -200,7 +275,7 @@ def _reaches(value: float, bound: float, greater_is_better: bool) -> bool:
     return value >= bound if greater_is_better else value <= bound
 
 
-def evaluate(
+def decide(
     model_name: str,
     candidate: str | None,
     candidate_metrics: Mapping[str, float],
@@ -211,7 +286,8 @@ def evaluate(
     baseline_pending: bool = False,
 ) -> Verdict:
     """
-    Compare metric by metric; pure, so it is the same in a sensor, a trigger and a test.
+    The gate's decision, metric by metric; pure (no MLflow), so it is the same in a sensor, a
+    trigger and a test.
 
     ``baseline_pending``: the baseline exists but was not read yet (see :class:`Gate`); its
     bounds are named, not applied.
@@ -265,28 +341,17 @@ class Gate:
     A candidate behind an alias or a stage is looked up on every poll, since either may move.
     """
 
-    def __init__(
-        self,
-        hook: MLflowHook,
-        *,
-        model_name: str,
-        thresholds: Mapping[str, Any],
-        version: str | None = None,
-        alias: str | None = None,
-        stage: str | None = None,
-        baseline: str | None = "champion",
-    ) -> None:
+    def __init__(self, hook: MLflowHook, spec: GateSpec) -> None:
         self.hook = hook
-        self.model_name = model_name
-        self.thresholds = parse_thresholds(thresholds)
-        self.version, self.alias, self.stage, self.baseline = version, alias, stage, baseline
+        self.spec = spec
         self._pinned: VersionRecord | None = None
 
     def _candidate(self) -> VersionRecord | None:
-        if not self.version:
-            return resolve_candidate(self.hook, self.model_name, None, self.alias, self.stage)
+        spec = self.spec
+        if not spec.version:
+            return resolve_candidate(self.hook, spec.model_name, None, spec.alias, spec.stage)
         if self._pinned is None:
-            self._pinned = resolve_candidate(self.hook, self.model_name, self.version, None, None)
+            self._pinned = resolve_candidate(self.hook, spec.model_name, spec.version, None, None)
         return self._pinned
 
     def _baseline_can_decide(self, metrics: Mapping[str, float]) -> bool:
@@ -294,35 +359,32 @@ class Gate:
         Whether reading the baseline could change a verdict that is ``waiting`` without it: only
         when a logged metric is held against the baseline (it may already fail that bound).
         """
-        return any(metric in metrics and _against_baseline(t) for metric, t in self.thresholds.items())
+        return any(metric in metrics and _against_baseline(t) for metric, t in self.spec.thresholds.items())
 
-    def evaluate(self) -> Verdict:
+    def poll(self) -> Verdict:
         """One poll: read the candidate and its metrics, then the baseline if it matters, and decide."""
+        spec = self.spec
         candidate = self._candidate()
         if candidate is None:
-            where = f"alias {self.alias!r}" if self.alias else f"stage {self.stage or 'Staging'!r}"
-            return Verdict(self.model_name, None, None, WAITING, reason=f"no version behind {where} yet")
+            return Verdict(
+                spec.model_name, None, None, WAITING, reason=f"no version behind {spec.where()} yet"
+            )
         metrics = self.hook.version_metrics(candidate)
-        early = evaluate(
-            self.model_name,
+        early = decide(
+            spec.model_name,
             candidate.version,
             metrics,
             None,
             {},
-            self.thresholds,
-            baseline_pending=bool(self.baseline),
+            spec.thresholds,
+            baseline_pending=bool(spec.baseline),
         )
         if early.status == WAITING and not self._baseline_can_decide(metrics):
             return early  # the same status as with the baseline, one or two requests fewer
-        base = resolve_baseline(self.hook, self.model_name, self.baseline)
+        base = resolve_baseline(self.hook, spec.model_name, spec.baseline)
         if base is not None and base.version == candidate.version:
             base = None  # the candidate is already the baseline: only absolute thresholds mean anything
         base_metrics = self.hook.version_metrics(base) if base else {}
-        return evaluate(
-            self.model_name, candidate.version, metrics, base and base.version, base_metrics, self.thresholds
+        return decide(
+            spec.model_name, candidate.version, metrics, base and base.version, base_metrics, spec.thresholds
         )
-
-
-def evaluate_gate(hook: MLflowHook, **gate: Any) -> Verdict:
-    """One poll of a :class:`Gate` (nothing kept between calls); the keywords are the Gate's."""
-    return Gate(hook, **gate).evaluate()

@@ -23,8 +23,12 @@ def get_provider_info() -> dict:
                 "python-modules": ["airflow_mlflow.operators.tracking", "airflow_mlflow.operators.registry"],
             }
         ],
-        "sensors": [{"integration-name": "MLflow", "python-modules": ["airflow_mlflow.sensors.registry"]}],
-        "triggers": [{"integration-name": "MLflow", "python-modules": ["airflow_mlflow.triggers.registry"]}],
+        "sensors": [
+            {"integration-name": "MLflow", "python-modules": ["airflow_mlflow.sensors.metric_threshold"]}
+        ],
+        "triggers": [
+            {"integration-name": "MLflow", "python-modules": ["airflow_mlflow.triggers.metric_threshold"]}
+        ],
         "asset-uris": [{"schemes": ["mlflow-model"], "handler": "airflow_mlflow.assets.sanitize_uri"}],
         "connection-types": [
             {

@@ -16,7 +16,7 @@ from tests.e2e._airflow import StackError, wait_for
 
 DAG_ID = "gate_deferred"
 MODEL = "deferred_model"
-TRIGGER_CLASSPATH = "airflow_mlflow.triggers.registry.MLflowMetricThresholdTrigger"
+TRIGGER_CLASSPATH = "airflow_mlflow.triggers.metric_threshold.MLflowMetricThresholdTrigger"
 # Logged by the trigger's run() between polls; it reaches the task's log from the triggerer.
 TRIGGER_WAITING = f"Gate for {MODEL} still waiting"
 

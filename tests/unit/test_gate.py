@@ -13,17 +13,17 @@ from airflow_mlflow.gate import (
     REJECTED,
     WAITING,
     Gate,
+    GateSpec,
     Verdict,
-    evaluate,
-    evaluate_gate,
+    decide,
     parse_thresholds,
 )
 from airflow_mlflow.hooks.mlflow import MLflowHook
-from airflow_mlflow.triggers.registry import MLflowMetricThresholdTrigger
+from airflow_mlflow.triggers.metric_threshold import MLflowMetricThresholdTrigger
 
 
-def decide(thresholds, candidate, baseline=None):
-    return evaluate(
+def verdict_of(thresholds, candidate, baseline=None):
+    return decide(
         "m",
         "2",
         candidate,
@@ -56,25 +56,27 @@ def decide(thresholds, candidate, baseline=None):
     ],
 )
 def test_metric_threshold_semantics(spec, candidate, baseline, status):
-    verdict = decide({"acc": spec}, {"acc": candidate}, None if baseline is None else {"acc": baseline})
+    verdict = verdict_of({"acc": spec}, {"acc": candidate}, None if baseline is None else {"acc": baseline})
     assert verdict.status == status, verdict.report()
 
 
 def test_missing_metric_waits_but_a_definitive_miss_decides_at_once():
     thresholds = {"acc": {"threshold": 0.5}, "f1": {"threshold": 0.5}}
-    assert decide(thresholds, {"acc": 0.9}).status == WAITING
-    assert decide(thresholds, {"acc": 0.1}).status == REJECTED
-    assert decide(thresholds, {"acc": 0.9, "f1": 0.6}).status == PASSED
+    assert verdict_of(thresholds, {"acc": 0.9}).status == WAITING
+    assert verdict_of(thresholds, {"acc": 0.1}).status == REJECTED
+    assert verdict_of(thresholds, {"acc": 0.9, "f1": 0.6}).status == PASSED
 
 
 def test_baseline_without_the_metric_leaves_only_the_absolute_threshold():
-    verdict = decide({"acc": {"threshold": 0.5, "min_absolute_change": 0.1}}, {"acc": 0.6}, {"other": 1.0})
+    verdict = verdict_of(
+        {"acc": {"threshold": 0.5, "min_absolute_change": 0.1}}, {"acc": 0.6}, {"other": 1.0}
+    )
     assert verdict.status == PASSED
     assert verdict.checks[0].line() == "acc: candidate 0.6, required >= 0.5, baseline n/a -> passed"
 
 
 def test_report_names_every_metric_with_its_numbers():
-    verdict = decide(
+    verdict = verdict_of(
         {
             "acc": {"threshold": 0.9},
             "loss": {"threshold": 0.2, "greater_is_better": False, "min_absolute_change": 0.01},
@@ -114,13 +116,16 @@ def test_malformed_verdict_is_refused():
         Verdict.from_json({"status": "passed"})
 
 
-TRIGGER_KWARGS = {
+GATE = {
     "model_name": "m",
     "thresholds": {"acc": {"threshold": 0.5}},
     "version": "1",
     "alias": None,
     "stage": None,
     "baseline": "champion",
+}
+TRIGGER_KWARGS = {
+    "gate": GATE,
     "mlflow_conn_id": "mlflow_default",
     "poll_interval": 0.1,
     "deadline": None,
@@ -129,7 +134,7 @@ TRIGGER_KWARGS = {
 
 def test_trigger_serializes_to_what_it_was_built_from():
     path, kwargs = MLflowMetricThresholdTrigger(**TRIGGER_KWARGS).serialize()
-    assert path == "airflow_mlflow.triggers.registry.MLflowMetricThresholdTrigger"
+    assert path == "airflow_mlflow.triggers.metric_threshold.MLflowMetricThresholdTrigger"
     assert kwargs == TRIGGER_KWARGS
     assert MLflowMetricThresholdTrigger(**kwargs).serialize() == (path, kwargs)
 
@@ -154,7 +159,9 @@ def test_trigger_yields_one_final_verdict_from_a_real_store(store):
 
 
 def test_trigger_reports_errors_as_an_event(store):
-    event = first_event(MLflowMetricThresholdTrigger(**{**TRIGGER_KWARGS, "model_name": "missing"}))
+    event = first_event(
+        MLflowMetricThresholdTrigger(**{**TRIGGER_KWARGS, "gate": {**GATE, "model_name": "missing"}})
+    )
     assert event.payload["status"] == "error"
     assert "model 'missing' version 1" in event.payload["message"]
 
@@ -190,7 +197,7 @@ class CountingHook(MLflowHook):
 
     def poll(self, gate):
         self.reads = []
-        return gate.evaluate(), self.reads
+        return gate.poll(), self.reads
 
 
 @pytest.fixture
@@ -212,14 +219,14 @@ def models(store):
 
 def same_decision(verdict, thresholds, **gate):
     """The verdict a fresh, one-shot evaluation reaches (evaluated_at aside)."""
-    fresh = evaluate_gate(MLflowHook(), model_name="m", thresholds=thresholds, **gate)
+    fresh = Gate(MLflowHook(), GateSpec(model_name="m", thresholds=thresholds, **gate)).poll()
     return verdict.to_json() | {"evaluated_at": 0} == fresh.to_json() | {"evaluated_at": 0}
 
 
 def test_a_waiting_pinned_gate_reads_only_the_candidates_run(models):
     thresholds = {"accuracy": {"threshold": 0.5, "min_absolute_change": 0.05}}
     hook = CountingHook()
-    gate = Gate(hook, model_name="m", thresholds=thresholds, version="2")
+    gate = Gate(hook, GateSpec(model_name="m", thresholds=thresholds, version="2"))
     verdict, reads = hook.poll(gate)
     assert (verdict.status, reads) == (WAITING, ["get_model_version", "get_run"])
     assert verdict.baseline_version is None
@@ -238,7 +245,7 @@ def test_a_logged_metric_held_against_the_baseline_still_rejects_at_once(models)
     thresholds = {"accuracy": {"min_absolute_change": 0.05}, "f1": {"threshold": 0.5}}
     models.client.log_metric(models.candidate_run, "accuracy", 0.82)  # f1 not logged yet
     hook = CountingHook()
-    verdict, reads = hook.poll(Gate(hook, model_name="m", thresholds=thresholds, version="2"))
+    verdict, reads = hook.poll(Gate(hook, GateSpec(model_name="m", thresholds=thresholds, version="2")))
     assert verdict.status == REJECTED  # 0.82 < champion 0.8 + 0.05, whatever f1 turns out to be
     assert "get_model_version_by_alias" in reads
     assert same_decision(verdict, thresholds, version="2")
@@ -248,10 +255,10 @@ def test_a_logged_metric_under_an_absolute_threshold_waits_without_the_baseline(
     thresholds = {"accuracy": {"threshold": 0.5}, "f1": {"min_relative_change": 0.1}}
     models.client.log_metric(models.candidate_run, "accuracy", 0.9)  # f1 not logged yet
     hook = CountingHook()
-    verdict, reads = hook.poll(Gate(hook, model_name="m", thresholds=thresholds, version="2"))
+    verdict, reads = hook.poll(Gate(hook, GateSpec(model_name="m", thresholds=thresholds, version="2")))
     assert (verdict.status, reads) == (WAITING, ["get_model_version", "get_run"])
     models.client.log_metric(models.candidate_run, "f1", 0.7)  # not 10% above the champion's 0.7
-    verdict = evaluate_gate(MLflowHook(), model_name="m", thresholds=thresholds, version="2")
+    verdict = Gate(MLflowHook(), GateSpec(model_name="m", thresholds=thresholds, version="2")).poll()
     assert (verdict.status, verdict.baseline_version) == (REJECTED, "1")
 
 
@@ -259,9 +266,59 @@ def test_a_candidate_behind_an_alias_is_looked_up_on_every_poll(models):
     thresholds = {"accuracy": {"threshold": 0.5}}
     models.client.set_registered_model_alias("m", "challenger", "2")
     hook = CountingHook()
-    gate = Gate(hook, model_name="m", thresholds=thresholds, alias="challenger", baseline=None)
+    gate = Gate(hook, GateSpec(model_name="m", thresholds=thresholds, alias="challenger", baseline=None))
     assert hook.poll(gate)[0].status == WAITING
     models.client.set_registered_model_alias("m", "challenger", "1")  # the alias moves while waiting
     verdict, reads = hook.poll(gate)
     assert (verdict.status, verdict.candidate_version) == (PASSED, "1")
     assert reads == ["get_model_version_by_alias", "get_run"]
+
+
+# -- the gate spec: written once, carried across the deferral -------------------------------------
+
+
+def test_a_spec_parses_its_thresholds_and_round_trips_through_json():
+    spec = GateSpec(
+        model_name="m", thresholds={"acc": 0.5, "loss": {"threshold": 0.3, "greater_is_better": False}}
+    )
+    assert spec.thresholds["acc"].threshold == 0.5 and spec.thresholds["loss"].greater_is_better is False
+    assert spec.to_json()["thresholds"] == {
+        "acc": {"threshold": 0.5},
+        "loss": {"threshold": 0.3, "greater_is_better": False},
+    }
+    assert GateSpec.from_json(spec.to_json()) == spec
+    assert GateSpec(model_name="m", thresholds=spec.thresholds, version=2).version == "2"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"model_name": "m", "thresholds": {"acc": 0.5}, "color": "red"}, "malformed gate spec"),
+        ({"thresholds": {"acc": 0.5}}, "malformed gate spec"),
+        ({"model_name": "m", "thresholds": {"acc": "high"}}, "thresholds['acc'] must be a mapping"),
+    ],
+)
+def test_a_malformed_spec_is_refused(data, message):
+    with pytest.raises(MLflowInputError) as err:
+        GateSpec.from_json(data)
+    assert message in str(err.value)
+
+
+def test_the_sensor_defers_with_the_spec_it_pokes_with(models):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from airflow_mlflow.sensors.metric_threshold import MLflowMetricThresholdSensor
+
+    sensor = MLflowMetricThresholdSensor(
+        task_id="gate", model_name="m", thresholds={"accuracy": 0.5}, version=2, deferrable=True, timeout=60
+    )
+    ti = SimpleNamespace(xcom_push=lambda key, value: None)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({"ti": ti})
+    trigger = deferred.value.trigger
+    assert (
+        trigger.gate
+        == sensor.gate_spec
+        == GateSpec(model_name="m", thresholds={"accuracy": 0.5}, version="2")
+    )
+    assert trigger.serialize()[1]["gate"] == sensor.gate_spec.to_json()

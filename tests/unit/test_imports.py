@@ -68,6 +68,7 @@ EXECUTE_TIME_MODULES = {
     "airflow_mlflow.hooks.config",
     "airflow_mlflow.runs",
     "airflow_mlflow.gate",
+    "airflow_mlflow.triggers.metric_threshold",
     "airflow_mlflow.triggers.registry",
 }
 

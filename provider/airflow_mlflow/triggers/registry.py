@@ -1,134 +1,32 @@
-"""Triggers that wait on the model registry without holding a worker slot."""
+"""
+Deprecated: the gate's trigger lives in :mod:`airflow_mlflow.triggers.metric_threshold`.
+
+Kept because a trigger's class path is stored with a deferred task: a gate that deferred before an
+upgrade resumes through this path, with the keyword arguments of its time (the gate's fields
+one by one rather than ``gate=``). Both forms are accepted here.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Mapping
+import warnings
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow_mlflow.triggers.metric_threshold import MLflowMetricThresholdTrigger as _Trigger
 
-from airflow_mlflow.exceptions import MLflowProviderError
+__all__ = ["MLflowMetricThresholdTrigger"]
+
+#: The gate fields a trigger serialized before the gate spec took them as one ``gate`` mapping.
+_LEGACY_FIELDS = ("model_name", "thresholds", "version", "alias", "stage", "baseline")
 
 
-class MLflowMetricThresholdTrigger(BaseTrigger):
-    """
-    Polls the promotion gate until the candidate's metrics give a final verdict.
+class MLflowMetricThresholdTrigger(_Trigger):
+    """Deprecated alias of :class:`airflow_mlflow.triggers.metric_threshold.MLflowMetricThresholdTrigger`."""
 
-    Reads MLflow with the connection's credentials bound to its own client (the triggerer's
-    environment is never touched), in a thread so the event loop stays free.
-
-    :param model_name: registered model
-    :param thresholds: metric name to ``MetricThreshold`` fields
-    :param version: candidate version; else the version behind ``alias``, else behind ``stage``
-    :param alias: candidate alias
-    :param stage: candidate stage
-    :param baseline: alias or stage of the baseline, or None
-    :param mlflow_conn_id: the ``mlflow`` connection
-    :param poll_interval: seconds between polls
-    :param deadline: when to stop waiting, as a UTC epoch timestamp in seconds (the sensor's
-        ``timeout`` from when it deferred): the trigger then sends a ``timeout`` event itself, so
-        the wait ends in every runner, including ``airflow dags test``'s inline one, which ignores
-        the deferral's timeout
-    """
-
-    def __init__(
-        self,
-        *,
-        model_name: str,
-        thresholds: Mapping[str, Any],
-        version: str | None = None,
-        alias: str | None = None,
-        stage: str | None = None,
-        baseline: str | None = "champion",
-        mlflow_conn_id: str = "mlflow_default",
-        poll_interval: float = 60.0,
-        deadline: float | None = None,
-    ) -> None:
-        super().__init__()
-        self.model_name = model_name
-        self.thresholds = {k: dict(v) if isinstance(v, Mapping) else v for k, v in thresholds.items()}
-        self.version = None if version is None else str(version)
-        self.alias = alias
-        self.stage = stage
-        self.baseline = baseline
-        self.mlflow_conn_id = mlflow_conn_id
-        self.poll_interval = float(poll_interval)
-        self.deadline = None if deadline is None else float(deadline)
-
-    def _gate(self) -> dict[str, Any]:
-        return {
-            "model_name": self.model_name,
-            "thresholds": self.thresholds,
-            "version": self.version,
-            "alias": self.alias,
-            "stage": self.stage,
-            "baseline": self.baseline,
-        }
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                **self._gate(),
-                "mlflow_conn_id": self.mlflow_conn_id,
-                "poll_interval": self.poll_interval,
-                "deadline": self.deadline,
-            },
+    def __init__(self, *, gate: Any = None, **kwargs: Any) -> None:
+        warnings.warn(
+            "airflow_mlflow.triggers.registry is deprecated; use airflow_mlflow.triggers.metric_threshold",
+            DeprecationWarning,
+            stacklevel=2,
         )
-
-    async def _hook(self):
-        from airflow_mlflow.hooks.mlflow import MLflowHook
-
-        hook = MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
-        await asyncio.to_thread(lambda: hook.config)  # the hook layer's one resolution, off the loop
-        return hook
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_mlflow.gate import WAITING, Gate
-
-        try:
-            # One Gate for every poll: a pinned candidate version is looked up once, and while its
-            # metrics are missing a poll is one request (the candidate's run).
-            gate = Gate(await self._hook(), **self._gate())
-            verdict, unreachable = None, False
-            while True:
-                try:
-                    verdict = await asyncio.to_thread(gate.evaluate)
-                except MLflowProviderError as err:
-                    if not _is_outage(err):
-                        raise
-                    # MLflow down or failing: a waiting gate goes on waiting, until its deadline.
-                    if not unreachable:
-                        self.log.warning(
-                            "Gate for %s: MLflow unreachable (%s); still waiting", self.model_name, err
-                        )
-                    unreachable = True
-                else:
-                    if unreachable:
-                        self.log.info("Gate for %s: MLflow answers again", self.model_name)
-                    unreachable = False
-                    if verdict.status != WAITING:
-                        yield TriggerEvent({"status": "done", "verdict": verdict.to_json()})
-                        return
-                left = None if self.deadline is None else self.deadline - time.time()
-                if left is not None and left <= 0:
-                    last = verdict.to_json() if verdict is not None else None
-                    yield TriggerEvent({"status": "timeout", "verdict": last})
-                    return
-                if verdict is not None and not unreachable:
-                    self.log.info("Gate for %s still waiting: %s", self.model_name, verdict.report())
-                await asyncio.sleep(self.poll_interval if left is None else min(self.poll_interval, left))
-        except Exception as err:  # a trigger must report, not crash the triggerer's loop
-            yield TriggerEvent({"status": "error", "message": f"{type(err).__name__}: {err}"})
-
-
-def _is_outage(err: MLflowProviderError) -> bool:
-    """MLflow failed on its side (5xx, refused, timed out): worth waiting through, unlike the
-    errors a retry cannot fix (they fail the task at once) or an unreadable connection."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from airflow_mlflow.exceptions import MLflowConnectionLookupError
-
-    return not isinstance(err, (AirflowFailException, MLflowConnectionLookupError))
+        legacy = {key: kwargs.pop(key) for key in _LEGACY_FIELDS if key in kwargs}
+        super().__init__(gate=gate if gate is not None else legacy, **kwargs)

@@ -7,8 +7,9 @@ import time
 import pytest
 from mlflow.exceptions import MlflowException
 
+from airflow_mlflow.gate import GateSpec
 from airflow_mlflow.plugins import listener
-from airflow_mlflow.triggers.registry import MLflowMetricThresholdTrigger
+from airflow_mlflow.triggers.metric_threshold import MLflowMetricThresholdTrigger
 from tests.assertions import champion, states, versions
 from tests.dags import registry as dags
 
@@ -37,9 +38,8 @@ def test_deferrable_gate_times_out_under_dag_test_and_never_promotes(store):
 
 def test_deadline_survives_serialization():
     deadline = time.time() + 20
-    trigger = MLflowMetricThresholdTrigger(
-        model_name="m", thresholds={"acc": {"threshold": 0.5}}, version="1", deadline=deadline
-    )
+    gate = GateSpec(model_name="m", thresholds={"acc": {"threshold": 0.5}}, version="1").to_json()
+    trigger = MLflowMetricThresholdTrigger(gate=gate, deadline=deadline)
     classpath, kwargs = trigger.serialize()
     assert kwargs["deadline"] == deadline and isinstance(kwargs["deadline"], float)
     rebuilt = MLflowMetricThresholdTrigger(**kwargs)
@@ -73,9 +73,7 @@ def test_a_waiting_gate_waits_through_an_mlflow_outage_until_its_deadline(monkey
     conn = {"conn_type": "mlflow", "host": "127.0.0.1", "port": port, "extra": extra}
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DOWN", json.dumps(conn))
     trigger = MLflowMetricThresholdTrigger(
-        model_name="m",
-        thresholds={"acc": {"threshold": 0.5}},
-        version="1",
+        gate=GateSpec(model_name="m", thresholds={"acc": {"threshold": 0.5}}, version="1").to_json(),
         mlflow_conn_id="mlflow_down",
         poll_interval=0.2,
         deadline=time.time() + 2,
