@@ -13,10 +13,8 @@ from __future__ import annotations
 import mimetypes
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import jinja2
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
@@ -25,7 +23,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_mlflow.exceptions import MLflowInputError, MLflowProviderError, MLflowResourceNotFoundError
-from airflow_mlflow.plugins import chart, model_views, run_views
+from airflow_mlflow.plugins import chart, model_views, rendering, run_views
 from airflow_mlflow.tags import DAG_ID
 
 if TYPE_CHECKING:
@@ -101,15 +99,6 @@ def _map_index(raw: str | None) -> int:
         return -1
 
 
-TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
-    autoescape=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-TEMPLATES.globals.update(sparkline=chart.sparkline)
-TEMPLATES.filters["fmt"] = lambda v: f"{v:.6g}" if isinstance(v, float) else v
-
 #: In this order: permission first, then whether Airflow knows the DAG (see known_dag).
 READ_RUN = [Depends(requires_access_dag("GET", DagAccessEntity.RUN)), Depends(known_dag)]
 READ_TASK = [Depends(requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE)), Depends(known_dag)]
@@ -119,7 +108,7 @@ router = APIRouter()
 
 
 def render(template: str, status: int = 200, **values) -> HTMLResponse:
-    html = TEMPLATES.get_template(template).render(conn_id=conn_id(), **values)
+    html = rendering.render(template, conn_id=conn_id(), **values)
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
 

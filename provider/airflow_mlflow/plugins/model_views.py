@@ -11,14 +11,14 @@ when they may read the DAG that produced it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import TYPE_CHECKING
 
+from airflow_mlflow.champion import Change, is_champion, read_history
 from airflow_mlflow.tags import (
-    CHAMPION_HISTORY,
     DAG_ID,
     GATE_BASELINE_VERSION,
     GATE_DAG_RUN,
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from airflow_mlflow.hooks.mlflow import MLflowHook
     from airflow_mlflow.hooks.registry import ModelRecord, VersionRecord
 
-#: The alias the promotion operator moves by default; the champion is the version behind it.
-CHAMPION_ALIAS = "champion"
 #: Versions a model page reads (each costs a request or two against a server).
 MAX_CHART_VERSIONS = 60
 #: What a version without a gate verdict shows.
@@ -134,10 +132,9 @@ class VersionView:
         return "candidate"
 
 
-def _is_champion(version: VersionRecord, model: ModelRecord | None) -> bool:
-    if model and CHAMPION_ALIAS in model.aliases:
-        return model.aliases[CHAMPION_ALIAS] == version.version
-    return version.current_stage == "Production"
+def _is_champion(version: VersionRecord, model: ModelRecord) -> bool:
+    """Asked of the promotion model, with the model's aliases (versions from a search have none)."""
+    return is_champion(version, read_history(model.tags), model.aliases)
 
 
 def dag_run_versions(hook: MLflowHook, dag_id: str, run_id: str, run_ids: list[str]) -> list[VersionView]:
@@ -168,9 +165,10 @@ class ModelSummary:
         """The newest version's gate verdict."""
         return gate_of(self.latest.tags) if self.latest else NOT_GATED
 
-    @property
+    @cached_property
     def champion(self) -> VersionRecord | None:
-        return next((v for v in self.versions if _is_champion(v, self.model)), None)
+        history = read_history(self.model.tags)
+        return next((v for v in self.versions if is_champion(v, history, self.model.aliases)), None)
 
     @property
     def dags(self) -> list[str]:
@@ -211,7 +209,7 @@ class ChartPoint:
 class ModelView:
     model: ModelRecord
     versions: list[VersionView]
-    history: list[dict[str, Any]]
+    history: list[Change]
     metric: str | None
     metrics: list[str]
     points: list[ChartPoint]
@@ -238,17 +236,18 @@ def model_view(
     records = _visible(hook.list_versions(name), readable)
     if not records:
         return None
+    history = read_history(model.tags)
     versions = []
     for record in records[:MAX_CHART_VERSIONS]:
         metrics, run_tags = hook.version_source(record)
-        versions.append(VersionView(record, _is_champion(record, model), metrics, run_tags))
+        versions.append(VersionView(record, is_champion(record, history, model.aliases), metrics, run_tags))
     metrics = sorted({k for v in versions for k in v.metrics})
     gated = next((v.gate_metrics[0] for v in versions if v.gate_metrics), None)
     chosen = metric if metric in metrics else gated if gated in metrics else (metrics[0] if metrics else None)
     return ModelView(
         model=model,
         versions=versions,
-        history=_history(model, readable),
+        history=_shown(history, readable),
         metric=chosen,
         metrics=metrics,
         points=_points(versions, chosen) if chosen else [],
@@ -274,17 +273,6 @@ def _points(versions: list[VersionView], metric: str) -> list[ChartPoint]:
     ]
 
 
-def _history(model: ModelRecord, readable: Readable) -> list[dict[str, Any]]:
-    """Champion changes, newest first, as recorded by the promotion and rollback operators."""
-    try:
-        entries = json.loads(model.tags.get(CHAMPION_HISTORY) or "[]")
-    except ValueError:
-        return []
-    if not isinstance(entries, list):
-        return []
-    shown = [
-        e
-        for e in entries
-        if isinstance(e, dict) and readable(str(e.get("dag_run", "")).split("/")[0] or None)
-    ]
-    return list(reversed(shown))
+def _shown(history: list[Change], readable: Readable) -> list[Change]:
+    """Champion changes, newest first, made by DAGs the user may read (or outside Airflow)."""
+    return [c for c in reversed(history) if readable((c.dag_run or "").split("/")[0] or None)]

@@ -7,8 +7,10 @@ import re
 
 import pytest
 
+from airflow_mlflow import tags
+from airflow_mlflow.champion import Change, history_tag
 from airflow_mlflow.hooks.mlflow import MLflowHook
-from airflow_mlflow.plugins import chart, model_views
+from airflow_mlflow.plugins import chart, model_views, rendering
 from tests.unit.plugins.conftest import everyone
 
 
@@ -35,12 +37,12 @@ def test_model_view_charts_one_point_per_dag_run_with_gate_and_champion(lifecycl
         "rejected by the gate",
         "promoted, since replaced",
     ]
-    assert [(e["action"], e["version"], e["previous"]) for e in view.history] == [
+    assert [(e.action, e.version, e.previous) for e in view.history] == [
         ("promote", "3", "1"),
         ("promote", "1", None),
     ]
 
-    svg = chart.model_chart(view.points, view.metric)
+    svg = str(rendering.macro("_chart.html", "model_chart")(chart.model_chart(view.points, view.metric)))
     assert re.findall(r'data-version="(\d+)" data-gate="(\w+)"', svg) == [
         ("1", "passed"),
         ("2", "rejected"),
@@ -53,3 +55,32 @@ def test_model_view_falls_back_to_another_metric_and_unknown_model(lifecycle):
     hook = MLflowHook()
     assert model_views.model_view(hook, "no_such_model", everyone) is None
     assert model_views.model_view(hook, "gate_model", everyone, metric="nonexistent").metric == "accuracy"
+
+
+@pytest.mark.filterwarnings("ignore:.*transition_model_version_stage.*:FutureWarning")
+def test_the_champion_is_who_the_promotion_model_says_and_history_shows_readable_dags(store):
+    """A DAG that promotes to another alias: the UI agrees with it (it used to look for
+    ``champion`` / ``Production`` only), and a change made by an unreadable DAG stays hidden."""
+    client = store.client
+    client.create_registered_model("fraud")
+    for day in (1, 2):
+        lineage = {tags.DAG_ID: "retrain", tags.RUN_ID: f"day{day}"}
+        client.create_model_version("fraud", "s3://bucket/fraud", tags=lineage)
+    client.set_registered_model_alias("fraud", "champion", "1")  # left over from before
+    client.transition_model_version_stage("fraud", "1", "Production")
+    client.set_registered_model_alias("fraud", "prod", "2")
+    first = Change(0, "promote", "1", None, "2026-11-01T00:00:00Z", "retrain/day1", "passed", alias="prod")
+    second = Change(1, "promote", "2", "1", "2026-11-02T00:00:00Z", "ops/manual", "passed", alias="prod")
+    history = history_tag([first], second)
+    client.set_registered_model_tag("fraud", tags.CHAMPION_HISTORY, history[tags.CHAMPION_HISTORY])
+
+    hook = MLflowHook()
+    readable = lambda dag_id: dag_id != "ops"  # noqa: E731
+    view = model_views.model_view(hook, "fraud", readable)
+    assert [(v.version, v.champion) for v in view.versions] == [("2", True), ("1", False)]
+    assert view.champion.version == "2"
+    assert view.history == [first]
+    [summary] = model_views.models_view(hook, readable)
+    assert summary.champion.version == "2" and summary.latest_gate == "not gated"
+    versions = model_views.dag_run_versions(hook, "retrain", "day2", [])
+    assert [(v.version, v.champion) for v in versions] == [("2", True)]

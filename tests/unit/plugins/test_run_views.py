@@ -8,7 +8,7 @@ import pytest
 
 from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.hooks.mlflow import MLflowHook
-from airflow_mlflow.plugins import run_views
+from airflow_mlflow.plugins import rendering, run_views
 
 
 def test_dag_run_view_shows_each_tracked_task_with_what_it_logged(tracked):
@@ -63,3 +63,45 @@ def test_dag_run_view_lists_the_version_its_run_registered_and_promoted(lifecycl
     assert [(v.version, v.gate, v.champion) for v in view.versions] == [("3", "passed", True)]
     train = next(t for t in view.tasks if t.task_id == "train")
     assert [v.version for v in train.versions] == ["3"]
+
+
+def test_task_view_shows_the_runs_logged_models_beside_its_artifacts(tracked, tmp_path):
+    """An MLflow 3 model's files are not the run's artifacts: the page lists its logged models."""
+    from mlflow import MlflowClient
+
+    hook = MLflowHook()
+    view, _ = run_views.task_view(hook, "tracked_example", tracked.run_id, "train", 0)
+    assert view.artifacts == [] and view.logged_models == []
+    client = MlflowClient(hook.config.tracking_uri)
+    run = view.run
+    model = client.create_logged_model(run.experiment_id, name="clf", source_run_id=run.run_id)
+    (tmp_path / "MLmodel").write_text("flavors:\n  python_function: {}\n  sklearn: {}\n")
+    client.log_model_artifact(model.model_id, str(tmp_path / "MLmodel"))
+    client.finalize_logged_model(model.model_id, "READY")
+    for step, value in enumerate((0.5, 0.75)):
+        client.log_metric(run.run_id, "auc", value, step=step, model_id=model.model_id)
+    bare = client.create_logged_model(run.experiment_id, name="no-files-yet", source_run_id=run.run_id)
+    client.create_logged_model(run.experiment_id, name="elsewhere")  # another run's: not listed
+
+    view, _ = run_views.task_view(hook, "tracked_example", tracked.run_id, "train", 0)
+    assert [(m.name, m.flavors, dict(m.metrics), m.status) for m in view.logged_models] == [
+        ("clf", ("sklearn", "python_function"), {"auc": 0.75}, "READY"),
+        ("no-files-yet", (), {}, "PENDING"),
+    ]
+    assert view.logged_models[0].model_uri == f"models:/{model.model_id}"
+    assert view.logged_models[0].url is None  # no MLflow UI known for the embedded store
+
+    page = rendering.render(
+        "task.html",
+        view=view,
+        versions=[],
+        dag_id="tracked_example",
+        run_id=tracked.run_id,
+        task_id="train",
+        map_index=0,
+        conn_id="mlflow_default",
+    )
+    table = page[page.index('<table class="logged-models">') :]
+    assert f'data-model-id="{model.model_id}"' in table and f'data-model-id="{bare.model_id}"' in table
+    assert "sklearn, python_function" in table and f"models:/{model.model_id}" in table
+    assert "No artifacts." not in page and "belong to its logged model" in page
