@@ -11,28 +11,39 @@ that many tasks start at once ends with exactly one parent run:
   :func:`finalize_dag_run` re-points every child to the oldest parent and deletes the others, so
   the final state never depends on timing.
 * The parent's id is also left on the experiment as a tag while the DAG run is active
-  (``airflow.parent.<dag run key>``), so later tasks find experiment and parent in one request.
+  (:func:`airflow_mlflow.tags.parent_hint`), so later tasks find experiment and parent in one request.
   The tag is a shortcut, not the truth: the end-of-DAG-run step removes it.
 
-Attempts are bookkept on the task's run: ``airflow.try.<n>.state`` (running, success, failed,
-killed), ``airflow.try.<n>.start`` and ``.end`` (epoch ms). A metric point belongs to attempt n
-when ``try.n.start <= timestamp < try.(n+1).start``: steps are never offset, so the rule holds for
-user code, autologging and subprocesses writing to the run too. An attempt whose end MLflow never
-heard of (its process was killed, MLflow was down, or ``tracking_failure="warn"`` let it go on
-without MLflow) is recorded later, by the next attempt or by the end of the DAG run, from what
-Airflow knows of the task instance.
+How each attempt of a task instance is recorded on its run: :mod:`airflow_mlflow.attempts`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlflow.attempts import TASK_STATUS, attempt_tags, earlier_attempts, reconcile_attempts
 from airflow_mlflow.exceptions import MLflowProviderError
+from airflow_mlflow.tags import (
+    DAG_ID,
+    DAG_RUN_KEY,
+    LOGICAL_DATE,
+    MAP_INDEX,
+    ROLE,
+    ROLE_DAG_RUN,
+    ROLE_TASK,
+    RUN_ID,
+    TASK_ID,
+    TI_KEY,
+    TRY_NUMBER,
+    URL,
+    parent_hint,
+    try_tag,
+)
+from airflow_mlflow.timestamps import now_ms
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -41,86 +52,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ROLE = "airflow.role"
-DAG_RUN_KEY = "airflow.dag_run_key"
-TI_KEY = "airflow.ti_key"
+#: MLflow's own tags: the parent of a nested run, and the run's description.
 PARENT = "mlflow.parentRunId"
 NOTE = "mlflow.note.content"
-PARENT_HINT = "airflow.parent."
-MAX_ERROR_CHARS = 1000
-
-#: Task outcomes and the MLflow run status each one leaves.
-TASK_STATUS = {"success": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
-#: Task-instance states in which an attempt may still be writing to its run.
-TI_ACTIVE_STATES = frozenset(
-    {"running", "queued", "scheduled", "deferred", "restarting", "up_for_reschedule"}
-)
-NOT_RECORDED = (
-    "not recorded: the attempt ended before MLflow heard of it (MLflow was unreachable, its process "
-    "was killed, or its input was refused before anything was written)"
-)
-RECORDED_LATE = (
-    "tracking was unavailable when this attempt ended; its outcome was recorded later from Airflow's "
-    "task-instance state"
-)
-
-
-def try_tag(number: int, field: str) -> str:
-    """``airflow.try.<number>.<field>``: state, start, end, error or note."""
-    return f"airflow.try.{number}.{field}"
-
-
-def attempt_of(timestamp: int, tags: Mapping[str, str]) -> int | None:
-    """
-    The attempt a metric point logged at ``timestamp`` (epoch ms) belongs to: the last attempt n
-    with ``try.n.start <= timestamp``; None for a point older than every recorded start.
-    """
-    starts = sorted(
-        (int(v), int(k.split(".")[2]))
-        for k, v in tags.items()
-        if k.startswith("airflow.try.") and k.endswith(".start") and v.isdigit()
-    )
-    found = None
-    for start, number in starts:
-        if start <= timestamp:
-            found = number
-    return found
-
-
-def _earlier_attempts(tags: Mapping[str, str], before: int) -> dict[str, str]:
-    """
-    Tags closing attempts ``1 .. before-1`` that the run still shows as running, or not at all:
-    they are over (a later attempt runs), and did not succeed (else there would be no retry).
-    """
-    fixes: dict[str, str] = {}
-    for number in range(1, before):
-        if tags.get(try_tag(number, "state")) in (None, "running"):
-            fixes[try_tag(number, "state")] = "failed"
-            fixes[try_tag(number, "error")] = NOT_RECORDED
-    return fixes
-
-
-def reconcile_attempts(
-    tags: Mapping[str, str], ti_state: str, try_number: int, *, left_open: bool = False
-) -> dict[str, str]:
-    """
-    Tags recording every attempt of a task instance that is no longer running, as Airflow knows
-    them: earlier attempts not recorded (or still ``running``) failed; the last one ended as the
-    task instance did, with a note when MLflow never heard of it: ``success``, else ``killed``
-    when its run was ``left_open`` (a failing attempt closes its run itself, unless its process
-    died), else ``failed``.
-    """
-    if ti_state in TI_ACTIVE_STATES or try_number < 1:
-        return {}
-    fixes = _earlier_attempts(tags, try_number)
-    if tags.get(try_tag(try_number, "state")) in (None, "running"):
-        if ti_state == "success":
-            fixes[try_tag(try_number, "state")] = "success"
-            fixes[try_tag(try_number, "note")] = RECORDED_LATE
-        else:
-            fixes[try_tag(try_number, "state")] = "killed" if left_open else "failed"
-            fixes[try_tag(try_number, "error")] = NOT_RECORDED
-    return fixes
 
 
 def _digest(*parts: object) -> str:
@@ -181,16 +115,16 @@ class TaskRunContext:
 
     def _dated(self, tags: dict[str, str]) -> dict[str, str]:
         """Runs triggered without a logical date (Airflow 3's default for API runs) carry no such tag."""
-        return {**tags, "airflow.logical_date": self.logical_date} if self.logical_date else tags
+        return {**tags, LOGICAL_DATE: self.logical_date} if self.logical_date else tags
 
     def parent_tags(self) -> dict[str, str]:
         return self._dated(
             {
-                ROLE: "dag_run",
+                ROLE: ROLE_DAG_RUN,
                 DAG_RUN_KEY: self.dag_run_key,
-                "airflow.dag_id": self.dag_id,
-                "airflow.run_id": self.run_id,
-                "airflow.url": self.dag_run_url,
+                DAG_ID: self.dag_id,
+                RUN_ID: self.run_id,
+                URL: self.dag_run_url,
                 NOTE: f"Airflow DAG run [{self.dag_id} / {self.run_id}]({self.dag_run_url})",
             }
         )
@@ -198,16 +132,16 @@ class TaskRunContext:
     def task_tags(self) -> dict[str, str]:
         return self._dated(
             {
-                ROLE: "task",
+                ROLE: ROLE_TASK,
                 DAG_RUN_KEY: self.dag_run_key,
                 TI_KEY: self.ti_key,
-                "airflow.dag_id": self.dag_id,
-                "airflow.run_id": self.run_id,
-                "airflow.task_id": self.task_id,
-                "airflow.map_index": str(self.map_index),
-                "airflow.try_number": str(self.try_number),
-                "airflow.url": self.task_url,
-                f"airflow.try.{self.try_number}.state": "running",
+                DAG_ID: self.dag_id,
+                RUN_ID: self.run_id,
+                TASK_ID: self.task_id,
+                MAP_INDEX: str(self.map_index),
+                TRY_NUMBER: str(self.try_number),
+                URL: self.task_url,
+                try_tag(self.try_number, "state"): "running",
                 NOTE: f"Airflow task instance [{self.dag_id} / {self.run_id} / {self.run_name}]"
                 f"({self.task_url})",
             }
@@ -254,7 +188,7 @@ def open_task_run(
     The attempt's start is recorded (``airflow.try.<n>.start``), and a retry closes the earlier
     attempts the run still shows as running or does not show at all.
     """
-    started = _now_ms()
+    started = now_ms()
     if run_id:
         run = hook.get_run(run_id)
         return TaskRun(
@@ -271,7 +205,7 @@ def open_task_run(
     experiment_id = experiment.experiment_id
     parent_id = None
     if nested:
-        parent_id = experiment.tags.get(PARENT_HINT + ctx.dag_run_key) or _ensure_parent(
+        parent_id = experiment.tags.get(parent_hint(ctx.dag_run_key)) or _ensure_parent(
             hook, experiment_id, ctx
         )
     tags = {**ctx.task_tags(), try_tag(ctx.try_number, "start"): str(started)}
@@ -281,25 +215,17 @@ def open_task_run(
     existing = hook.find_runs(experiment_id, {TI_KEY: ctx.ti_key}) if ctx.try_number > 1 else []
     if existing:
         run = existing[0]
-        tags = {**_earlier_attempts(run.tags, ctx.try_number), **tags}
+        tags = {**earlier_attempts(run.tags, ctx.try_number), **tags}
         hook.set_run_status(run.run_id, "RUNNING")
         hook.log_batch(run.run_id, tags={k: v for k, v in tags.items() if run.tags.get(k) != v})
         params = dict(run.params)
     else:
         # Earlier attempts that never reached MLflow (it was down) are recorded as such.
-        tags = {**_earlier_attempts({}, ctx.try_number), **tags}
+        tags = {**earlier_attempts({}, ctx.try_number), **tags}
         run = hook.create_run(experiment_id, ctx.run_name, tags, start_time=started)
         params = {}
     url = hook.run_url(experiment_id, run.run_id)
     return TaskRun(run.run_id, experiment_id, parent_id, url, params, artifact_uri=run.artifact_uri)
-
-
-def attempt_tags(ctx: TaskRunContext, outcome: str, error: BaseException | None = None) -> dict[str, str]:
-    """How this attempt ended, and when, as tags of the task's run."""
-    tags = {try_tag(ctx.try_number, "state"): outcome, try_tag(ctx.try_number, "end"): str(_now_ms())}
-    if error is not None:
-        tags[try_tag(ctx.try_number, "error")] = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
-    return tags
 
 
 def close_task_run(
@@ -327,19 +253,19 @@ def close_task_run(
 
 def _ensure_parent(hook: MLflowHook, experiment_id: str, ctx: TaskRunContext) -> str:
     """The DAG run's parent run id: found, or created and elected; then left as a hint."""
-    query = {ROLE: "dag_run", DAG_RUN_KEY: ctx.dag_run_key}
+    query = {ROLE: ROLE_DAG_RUN, DAG_RUN_KEY: ctx.dag_run_key}
     found = hook.find_runs(experiment_id, query)
     if found:
         winner = found[0]
         if winner.status != "RUNNING":  # the DAG run was cleared and runs again
             hook.set_run_status(winner.run_id, "RUNNING")
     else:
-        mine = hook.create_run(experiment_id, ctx.run_id, ctx.parent_tags(), start_time=_now_ms())
+        mine = hook.create_run(experiment_id, ctx.run_id, ctx.parent_tags(), start_time=now_ms())
         winner = (hook.find_runs(experiment_id, query) or [mine])[0]
         if winner.run_id != mine.run_id:
             hook.delete_run(mine.run_id)
     try:
-        hook.set_experiment_tag(experiment_id, PARENT_HINT + ctx.dag_run_key, winner.run_id)
+        hook.set_experiment_tag(experiment_id, parent_hint(ctx.dag_run_key), winner.run_id)
     except MLflowProviderError as err:
         # Only a shortcut for later tasks. MLflow's tag upsert is not atomic: tasks setting it at
         # the same moment can collide on PostgreSQL's unique key, which changes nothing here.
@@ -381,8 +307,8 @@ def finalize_dag_run(
     if experiment is None:
         return {"experiment": experiment_name, "parent": None}
     experiment_id = experiment.experiment_id
-    parents = hook.find_runs(experiment_id, {ROLE: "dag_run", DAG_RUN_KEY: ctx.dag_run_key})
-    children = hook.find_runs(experiment_id, {ROLE: "task", DAG_RUN_KEY: ctx.dag_run_key})
+    parents = hook.find_runs(experiment_id, {ROLE: ROLE_DAG_RUN, DAG_RUN_KEY: ctx.dag_run_key})
+    children = hook.find_runs(experiment_id, {ROLE: ROLE_TASK, DAG_RUN_KEY: ctx.dag_run_key})
     winner = parents[0].run_id if parents else None
     killed, reconciled = [], []
     for child in children:
@@ -405,19 +331,19 @@ def finalize_dag_run(
             if status == "KILLED":
                 killed.append(child.run_id)
     if unrecorded and winner is None:
-        winner = hook.create_run(experiment_id, run_id, ctx.parent_tags(), start_time=_now_ms()).run_id
+        winner = hook.create_run(experiment_id, run_id, ctx.parent_tags(), start_time=now_ms()).run_id
     for (task_id, map_index), (state, try_number) in sorted(unrecorded.items()):
         tctx = TaskRunContext(dag_id, run_id, task_id, map_index, try_number, **_url(ui_base_url))
         tags = {**tctx.task_tags(), PARENT: winner, **reconcile_attempts({}, state, try_number)}
-        run = hook.create_run(experiment_id, tctx.run_name, tags, start_time=_now_ms())
+        run = hook.create_run(experiment_id, tctx.run_name, tags, start_time=now_ms())
         hook.set_run_status(run.run_id, _final_status(state))
         reconciled.append(run.run_id)
     for extra in parents[1:]:
         hook.delete_run(extra.run_id)
     if winner:
         hook.set_run_status(winner, "FINISHED" if succeeded else "FAILED")
-    if PARENT_HINT + ctx.dag_run_key in experiment.tags:
-        hook.delete_experiment_tag(experiment_id, PARENT_HINT + ctx.dag_run_key)
+    if parent_hint(ctx.dag_run_key) in experiment.tags:
+        hook.delete_experiment_tag(experiment_id, parent_hint(ctx.dag_run_key))
     return {
         "experiment": experiment_name,
         "parent": winner,
@@ -429,7 +355,7 @@ def finalize_dag_run(
 
 def _ti_key(tags: Mapping[str, str]) -> tuple[str, int] | None:
     try:
-        return (tags.get("airflow.task_id", ""), int(tags.get("airflow.map_index", "-1")))
+        return (tags.get(TASK_ID, ""), int(tags.get(MAP_INDEX, "-1")))
     except ValueError:
         return None
 
@@ -446,7 +372,3 @@ def _url(ui_base_url: str | None) -> dict[str, str]:
 
 def _final_status(ti_state: str) -> str:
     return "FINISHED" if ti_state == "success" else "FAILED"
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

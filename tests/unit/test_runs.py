@@ -6,14 +6,13 @@ import pytest
 
 from airflow_mlflow.hooks.mlflow import MLflowHook
 from airflow_mlflow.runs import (
-    DAG_RUN_KEY,
     PARENT,
-    ROLE,
     TaskRunContext,
     close_task_run,
     finalize_dag_run,
     open_task_run,
 )
+from airflow_mlflow.tags import DAG_RUN_KEY, ROLE
 from tests.assertions import points_by_attempt
 
 

@@ -128,7 +128,7 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
         return targets
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlflow.runs import attempt_tags
+        from airflow_mlflow.attempts import attempt_tags
 
         params = validate_params(self.mlflow_params)
         metrics = validate_metrics(self.metrics)

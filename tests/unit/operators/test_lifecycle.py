@@ -122,9 +122,9 @@ import logging, sys
 from types import SimpleNamespace
 
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
-from airflow_mlflow.plugins import listener
+from airflow_mlflow.plugins import listener, retry_worker
 
-listener.EXIT_WAIT_S = 3  # the default is 60 s
+retry_worker.EXIT_WAIT_S = 3  # the default is 60 s
 task = SimpleNamespace(task_id="t", mlflow_conn_id="mlflow_hang", experiment_name="e")
 dag_run = SimpleNamespace(dag_id="d", run_id="r", dag=SimpleNamespace(tasks=[task]))
 listener.on_dag_run_success(dag_run=dag_run, msg="")
@@ -189,15 +189,15 @@ def test_warn_tolerates_outages_only_not_errors_the_dag_must_fix(make_error, out
 def test_a_sweep_of_a_connection_that_never_answers_backs_off():
     """A DAG run's finalization is retried every 10 s (its parent must close soon after MLflow is
     back); a sweep of a dead connection backs off, so it does not hold the worker every 10 s."""
-    from airflow_mlflow.plugins.listener import (
+    from airflow_mlflow.plugins.finalization import (
         RETRY_INTERVAL_S,
         SWEEP_MAX_INTERVAL_S,
-        _Finalization,
-        _Sweep,
+        Finalization,
+        Sweep,
     )
 
-    pending = _Finalization("d", "r", True, {("mlflow_default", None)}, tries=30)
+    pending = Finalization("d", "r", True, {("mlflow_default", None)}, tries=30)
     assert pending.retry_interval() == RETRY_INTERVAL_S
-    intervals = [_Sweep(tries=n).retry_interval() for n in range(1, 12)]
+    intervals = [Sweep(tries=n).retry_interval() for n in range(1, 12)]
     assert intervals[:3] == [RETRY_INTERVAL_S, 2 * RETRY_INTERVAL_S, 4 * RETRY_INTERVAL_S]
     assert intervals == sorted(intervals) and intervals[-1] == SWEEP_MAX_INTERVAL_S
