@@ -142,6 +142,22 @@ def test_analyst_follows_a_retraining_run_from_dag_run_to_model_chart(airflow_st
     train.get_by_role("link", name="evaluation/metrics.json").click()
     view.get_by_text('"accuracy"').first.wait_for()
 
+    # The train task's tab: its MLflow 3 logged model beside the run's artifacts (its files are
+    # not among them).
+    analyst.open(f"dags/{DAG_ID}/runs/{day3}/tasks/train/plugin/mlflow-task")
+    logged = analyst.frame("MLflow").locator("table.logged-models tr[data-model-id]")
+    logged.first.wait_for()
+    (model,) = client.search_logged_models(
+        [experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+    )
+    assert logged.count() == 1 and logged.get_attribute("data-model-id") == model.model_id
+    row = logged.inner_text()
+    assert row.startswith("model") and "sklearn" in row and f"models:/{model.model_id}" in row
+    if stack.mlflow_server_url:
+        link = logged.get_by_role("link", name="model").get_attribute("href")
+        assert link.startswith(f"{stack.mlflow_server_url}/#/experiments/"), link
+    analyst.shot("1b-task-logged-model")
+
     # The gate's tab on the rejected day: why version 2 was not promoted.
     day2 = quote(retrained[DAYS[1]], safe="")
     analyst.open(f"dags/{DAG_ID}/runs/{day2}/tasks/gate/plugin/mlflow-task")
