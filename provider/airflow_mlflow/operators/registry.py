@@ -6,7 +6,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.assets import model_asset
-from airflow_mlflow.champion import Actor, Target, check_target
+from airflow_mlflow.champion import (
+    DEFAULT_ALIAS,
+    DEFAULT_STAGE,
+    Actor,
+    Target,
+    check_target,
+    promote,
+    rollback,
+)
 from airflow_mlflow.links.mlflow import MLflowModelVersionLink, push_version_link
 from airflow_mlflow.operators.base import DEFAULT_CONN_ID, MLflowBaseOperator
 from airflow_mlflow.validation import normalize_stage
@@ -180,8 +188,8 @@ class MLflowPromoteModelOperator(_ChampionOperator):
         *,
         model_name: str,
         version: str | int,
-        stage: str | None = "Production",
-        alias: str | None = "champion",
+        stage: str | None = DEFAULT_STAGE,
+        alias: str | None = DEFAULT_ALIAS,
         archive_existing: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -194,8 +202,6 @@ class MLflowPromoteModelOperator(_ChampionOperator):
         super().__init__(**self._with_own_outlet(kwargs, model_name))
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlflow.champion import promote
-
         version = str(self.version)
         push_version_link(context, self.hook, self.model_name, version)
         change, candidate = promote(self.hook, self._target(), version, self._actor(context))
@@ -234,8 +240,8 @@ class MLflowRollbackModelOperator(_ChampionOperator):
         self,
         *,
         model_name: str,
-        alias: str | None = "champion",
-        stage: str | None = "Production",
+        alias: str | None = DEFAULT_ALIAS,
+        stage: str | None = DEFAULT_STAGE,
         **kwargs: Any,
     ) -> None:
         self.model_name = model_name
@@ -246,8 +252,6 @@ class MLflowRollbackModelOperator(_ChampionOperator):
         super().__init__(**self._with_own_outlet(kwargs, model_name))
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlflow.champion import rollback
-
         push_version_link(context, self.hook, self.model_name, None)
         change, restored = rollback(self.hook, self._target(), self._actor(context))
         result = {"name": self.model_name, "version": change.version, "previous_version": change.previous}
