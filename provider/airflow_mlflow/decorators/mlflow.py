@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from airflow.sdk.bases.decorator import TaskDecorator
 
     from airflow_mlflow.hooks.mlflow import MLflowHook
-    from airflow_mlflow.runs import TaskRun
+    from airflow_mlflow.operators.base import TrackedRun
 
 
 class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperator):
@@ -87,16 +87,16 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
 
     def execute(self, context: Context) -> Any:
         with _quiet_module_scans():
-            return self.run_tracked(
-                context,
-                lambda task_run: self._call_in_run(task_run, context),
-                untracked=lambda: self._call_untracked(context),
-            )
+            with self.tracked_run(context) as run:
+                if run.tracked:
+                    return self._call_in_run(run, context)
+            return self._call_untracked(context)  # MLflow unreachable, tracking_failure="warn"
 
-    def _call_in_run(self, task_run: TaskRun, context: Context) -> Any:
+    def _call_in_run(self, run: TrackedRun, context: Context) -> Any:
         import mlflow
         from mlflow.exceptions import MlflowException
 
+        task_run = run.run
         body_error: BaseException | None = None
         ends_ours = returned = False
         result = None
@@ -115,7 +115,7 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
                     ends_ours = top is not None and top.info.run_id == task_run.run_id
         except BaseException as err:
             if ends_ours and err is body_error:  # MLflow ended the run FAILED on the way out
-                self._ended_as = "FAILED"
+                run.ended_as = "FAILED"
             if body_error is None and isinstance(err, Exception) and self.tolerate_outage(err):
                 # MLflow failed around the function, not in it: before it ran (run it untracked),
                 # or after it returned (its work is done).
@@ -124,13 +124,13 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
                 # e.g. a retry logging a changed param: MLflow's error code decides if a retry could help.
                 translated = translate(err, f"MLflow run {task_run.run_id} of task {self.task_id!r}")
                 if err is body_error:
-                    self._user_error = translated
+                    run.user_error = translated
                 raise translated from err
             if err is body_error:
-                self._user_error = err
+                run.user_error = err
             raise
         if ends_ours:
-            self._ended_as = "FINISHED"
+            run.ended_as = "FINISHED"
         return result
 
     def _call_untracked(self, context: Context) -> Any:

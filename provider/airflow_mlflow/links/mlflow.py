@@ -54,6 +54,11 @@ class MLflowRunLink(BaseOperatorLink):
     name = "MLflow Run"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        # Airflow computes links in the task's process, right after it stopped. A tracked task that
+        # stopped before it had a run (refused input, MLflow down) pushed no payload: asking for it
+        # would log an "XCom not found" error under the task's real one.
+        if not getattr(operator, "_run_recorded", True):
+            return ""
         payload = _payload(ti_key, RUN_XCOM_KEY)
         if not payload:
             return ""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 DEFAULT_CONN_ID = "mlflow_default"
 #: What a tracking task does when MLflow is unreachable: fail (default), or warn and go on.
 TRACKING_FAILURE_MODES = ("fail", "warn")
+#: What a tracking task returns, and records for its link, when it went on without MLflow.
+UNTRACKED = {"run_id": None, "tracking": "unavailable"}
 
 
 def check_tracking_failure(value: Any) -> str:
@@ -93,94 +97,148 @@ class MLflowBaseOperator(BaseOperator):
         return make_hook(self.mlflow_conn_id)
 
 
+@dataclass(eq=False)
+class TrackedRun:
+    """
+    One attempt's MLflow run, as the task's body sees it, and how the attempt ended.
+
+    ``run`` is None when the body must work untracked (MLflow unreachable, ``tracking_failure=
+    "warn"``). The body notes on it what it already did to the run, so that closing does not do it
+    again, and which error was its own.
+    """
+
+    ctx: TaskRunContext
+    run: TaskRun | None = None
+    #: How the attempt ended (``success``, ``failed``, ``killed``), once closed.
+    outcome: str | None = None
+    #: The body logged :meth:`success_tags` in its own batch (one request fewer).
+    success_logged: bool = False
+    #: The status the body left the run in (``@task.mlflow``: MLflow's fluent API ends the run on
+    #: leaving it), which closing does not set again.
+    ended_as: str | None = None
+    #: An error of user code: the task's own, never tolerated as an outage.
+    user_error: BaseException | None = None
+
+    @property
+    def tracked(self) -> bool:
+        return self.run is not None
+
+    def success_tags(self) -> dict[str, str]:
+        """
+        The attempt's success, to ride in the body's last batch; empty for a run the task does not
+        own. Set :attr:`success_logged` once the batch is written (a later failure overwrites it).
+        """
+        from airflow_mlflow.attempts import attempt_tags
+
+        return attempt_tags(self.ctx, "success") if self.run is not None and self.run.owned else {}
+
+    def close(self, hook: MLflowHook, outcome: str, error: BaseException | None = None) -> None:
+        """End the attempt, once: record it on the run and end the run with the matching status."""
+        if self.run is None or self.outcome is not None:
+            return
+        self.outcome = outcome
+        from airflow_mlflow.runs import close_task_run
+
+        close_task_run(
+            hook,
+            self.run,
+            self.ctx,
+            outcome,
+            error,
+            state_logged=outcome == "success" and self.success_logged,
+            ended_as=self.ended_as,
+        )
+
+
 class TrackedRunMixin:
     """
-    Runs a task body inside the task instance's MLflow run.
+    Runs a task body inside the task instance's MLflow run: ``with self.tracked_run(context) as run``.
 
     The run is opened (or reopened on a retry), recorded in XCom for the "MLflow Run" link, and
     ended FINISHED, FAILED, or KILLED (timeout, external kill) with the attempt recorded as tags.
 
     With ``tracking_failure="warn"`` an MLflow outage (see :func:`is_outage`) does not fail the
-    task: the task log warns once, the body runs without tracking (``untracked``), and the end of
-    the DAG run records the attempt on its run once MLflow answers again.
+    task: the task log warns once, the body runs without tracking, and the end of the DAG run
+    records the attempt on its run once MLflow answers again.
     """
 
     operator_extra_links = (MLflowRunLink(),)
     hook: MLflowHook
     experiment_name: str | None
     nested: bool
-    _task_run: TaskRun | None = None
-    _run_ctx: TaskRunContext | None = None
-    #: Set by a body that logged ``attempt_tags(ctx, "success")`` in its own batch (one request fewer).
-    _success_logged: bool = False
-    #: Set by a body that ended the run itself (``@task.mlflow``: MLflow's fluent API on leaving
-    #: the run): the status it left, which closing does not set again.
-    _ended_as: str | None = None
     tracking_failure: str = "fail"
+    #: The attempt running now (``on_kill`` closes it).
+    _tracked: TrackedRun | None = None
+    #: Whether this attempt recorded the link's payload (Airflow computes links when the task stops).
+    _run_recorded: bool = False
     _outage_warned: bool = False
-    #: Set by a body whose user code raised: that error is the task's, never tolerated as an outage.
-    _user_error: BaseException | None = None
 
-    def run_tracked(
-        self,
-        context: Context,
-        body: Callable[[TaskRun], Any],
-        run_id: str | None = None,
-        *,
-        untracked: Callable[[], Any] | None = None,
-    ) -> Any:
+    @contextlib.contextmanager
+    def tracked_run(self, context: Context, run_id: str | None = None) -> Iterator[TrackedRun]:
         """
-        Run ``body`` in the task's run; ``untracked`` is what the task does instead when MLflow is
-        down and ``tracking_failure="warn"``.
+        The attempt's run (with ``run_id``: that run, as is), closed with the attempt's outcome
+        when the block ends: success when it ends normally (``return`` included), KILLED on a
+        timeout or external kill, else FAILED, the block's error re-raised.
+
+        When MLflow is down and ``tracking_failure="warn"``, the yielded run is untracked
+        (``run.tracked`` False), and an outage raised in the block ends the block: in both cases
+        the code after the ``with`` statement does the task's work untracked.
         """
         from airflow_mlflow.runs import TaskRunContext, open_task_run
 
-        self._run_ctx = ctx = TaskRunContext.from_context(context)
-        self._success_logged = False
-        self._ended_as = None
         self._outage_warned = False
-        self._user_error = None
+        self._run_recorded = False
+        self._tracked = tracked = TrackedRun(TaskRunContext.from_context(context))
         try:
-            task_run = open_task_run(
-                self.hook, ctx, experiment_name=self.experiment_name, nested=self.nested, run_id=run_id
+            tracked.run = open_task_run(
+                self.hook,
+                tracked.ctx,
+                experiment_name=self.experiment_name,
+                nested=self.nested,
+                run_id=run_id,
             )
-        except Exception as err:
-            if untracked is None or not self.tolerate_outage(err):
-                raise
-            return self._run_untracked(context, untracked)
-        self._task_run = task_run
-        context["ti"].xcom_push(key=RUN_XCOM_KEY, value=task_run.to_json())
-        self.log.info(
-            "MLflow run %s (experiment %s) %s",
-            task_run.run_id,
-            task_run.experiment_id,
-            task_run.run_url or "",
-        )
-        try:
-            result = body(task_run)
-        except (AirflowTaskTimeout, AirflowTaskTerminated) as err:
-            self._close_quietly("killed", err)
-            raise
-        except Exception as err:
-            if untracked is not None and err is not self._user_error and self.tolerate_outage(err):
-                self._task_run = None  # left as is; the end of the DAG run records the attempt
-                return self._run_untracked(context, untracked)
-            self._close_quietly("failed", err)
-            raise
-        except BaseException as err:
-            self._close_quietly("failed", err)
-            raise
-        try:
-            self._close("success")
         except Exception as err:
             if not self.tolerate_outage(err):
                 raise
-        return result
+        if tracked.run is None:  # yielded outside the except clause: the block's errors are its own
+            self._record_untracked(context)
+            yield tracked
+            return
+        self._record(context, tracked.run.to_json())
+        self.log.info(
+            "MLflow run %s (experiment %s) %s",
+            tracked.run.run_id,
+            tracked.run.experiment_id,
+            tracked.run.run_url or "",
+        )
+        try:
+            yield tracked
+        except (AirflowTaskTimeout, AirflowTaskTerminated) as err:
+            self._close_quietly(tracked, "killed", err)
+            raise
+        except Exception as err:
+            if err is not tracked.user_error and self.tolerate_outage(err):
+                tracked.run = None  # left as is; the end of the DAG run records the attempt
+                self._record_untracked(context)
+                return
+            self._close_quietly(tracked, "failed", err)
+            raise
+        except BaseException as err:
+            self._close_quietly(tracked, "failed", err)
+            raise
+        try:
+            tracked.close(self.hook, "success")
+        except Exception as err:
+            if not self.tolerate_outage(err):
+                raise
 
-    def _run_untracked(self, context: Context, untracked: Callable[[], Any]) -> Any:
+    def _record(self, context: Context, payload: dict[str, Any]) -> None:
+        context["ti"].xcom_push(key=RUN_XCOM_KEY, value=payload)
+        self._run_recorded = True
+
+    def _record_untracked(self, context: Context) -> None:
         # The "MLflow Run" link then leads to the task's MLflow tab, which shows the run once recorded.
-        context["ti"].xcom_push(key=RUN_XCOM_KEY, value={"run_id": None, "tracking": "unavailable"})
-        return untracked()
+        self._record(context, dict(UNTRACKED))
 
     def tolerate_outage(self, err: BaseException) -> bool:
         """
@@ -199,28 +257,14 @@ class TrackedRunMixin:
             )
         return True
 
-    def _close(self, outcome: str, error: BaseException | None = None) -> None:
-        task_run, self._task_run = self._task_run, None
-        if task_run is not None and self._run_ctx is not None:
-            from airflow_mlflow.runs import close_task_run
-
-            logged = outcome == "success" and self._success_logged
-            close_task_run(
-                self.hook,
-                task_run,
-                self._run_ctx,
-                outcome,
-                error,
-                state_logged=logged,
-                ended_as=self._ended_as,
-            )
-
-    def _close_quietly(self, outcome: str, error: BaseException | None = None) -> None:
+    def _close_quietly(self, tracked: TrackedRun, outcome: str, error: BaseException | None = None) -> None:
         """Close on a failure path without hiding the task's own error behind MLflow's."""
         try:
-            self._close(outcome, error)
+            tracked.close(self.hook, outcome, error)
         except Exception:
             self.log.warning("Could not mark the MLflow run %s", outcome, exc_info=True)
 
     def on_kill(self) -> None:
-        self._close_quietly("killed")
+        """The task is being killed (SIGTERM): its run ends KILLED, the attempt recorded as killed."""
+        if self._tracked is not None:
+            self._close_quietly(self._tracked, "killed")

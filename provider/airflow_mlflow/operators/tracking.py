@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.exceptions import MLflowInputError
-from airflow_mlflow.operators.base import MLflowBaseOperator, TrackedRunMixin, check_tracking_failure
+from airflow_mlflow.operators.base import (
+    UNTRACKED,
+    MLflowBaseOperator,
+    TrackedRun,
+    TrackedRunMixin,
+    check_tracking_failure,
+)
 from airflow_mlflow.validation import (
     artifact_items,
     check_literals,
@@ -23,8 +29,6 @@ from airflow_mlflow.validation import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from airflow_mlflow.runs import TaskRun
 
 
 class _MLflowParamsMeta(type(MLflowBaseOperator)):
@@ -128,37 +132,44 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
         return targets
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlflow.attempts import attempt_tags
-
         params = validate_params(self.mlflow_params)
         metrics = validate_metrics(self.metrics)
         tags = validate_tags(self.tags)
         targets = self._artifact_targets()
+        with self.tracked_run(context, run_id=self.run_id) as run:
+            if run.tracked:
+                return self._log(run, params, metrics, tags, targets)
+        return dict(UNTRACKED)  # MLflow unreachable, tracking_failure="warn"
 
-        def log(task_run: TaskRun) -> dict[str, Any]:
-            # The attempt's "success" rides in the same batch; a failing upload below overwrites it.
-            done = attempt_tags(self._run_ctx, "success") if task_run.owned else {}
-            requests = self.hook.log_batch(
-                task_run.run_id,
-                params=params,
-                metrics=metrics,
-                tags={**tags, **done},
-                step=self.step,
-                known_params=task_run.params,
-            )
-            self._success_logged = bool(done)
-            for path, folder in targets:
-                self.hook.log_artifacts(task_run.run_id, path, folder, artifact_uri=task_run.artifact_uri)
-            return {
-                **task_run.to_json(),
-                "logged": {
-                    "params": len(params),
-                    "metrics": len(metrics),
-                    "tags": len(tags),
-                    "artifacts": len(targets),
-                },
-                "batch_requests": requests,
-            }
-
-        untracked = {"run_id": None, "tracking": "unavailable"}
-        return self.run_tracked(context, log, run_id=self.run_id, untracked=lambda: untracked)
+    def _log(
+        self,
+        run: TrackedRun,
+        params: dict[str, str],
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        targets: list[tuple[Path, str | None]],
+    ) -> dict[str, Any]:
+        task_run = run.run
+        # The attempt's "success" rides in the same batch; a failing upload below overwrites it.
+        done = run.success_tags()
+        requests = self.hook.log_batch(
+            task_run.run_id,
+            params=params,
+            metrics=metrics,
+            tags={**tags, **done},
+            step=self.step,
+            known_params=task_run.params,
+        )
+        run.success_logged = bool(done)
+        for path, folder in targets:
+            self.hook.log_artifacts(task_run.run_id, path, folder, artifact_uri=task_run.artifact_uri)
+        return {
+            **task_run.to_json(),
+            "logged": {
+                "params": len(params),
+                "metrics": len(metrics),
+                "tags": len(tags),
+                "artifacts": len(targets),
+            },
+            "batch_requests": requests,
+        }
