@@ -156,6 +156,7 @@ def test_analyst_follows_a_retraining_run_from_dag_run_to_model_chart(airflow_st
     if stack.mlflow_server_url:
         link = logged.get_by_role("link", name="model").get_attribute("href")
         assert link.startswith(f"{stack.mlflow_server_url}/#/experiments/"), link
+    logged.first.scroll_into_view_if_needed()
     analyst.shot("1b-task-logged-model")
 
     # The gate's tab on the rejected day: why version 2 was not promoted.
