@@ -44,9 +44,9 @@ from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What the stack's DAGs folder serves, each as a symlink to the real folder (entry name: source).
-#: Airflow walks the folder with ``followlinks=True`` and honours each linked folder's own
-#: ``.airflowignore`` (``dags_examples/`` ignores its ``demo.py`` script); task processes re-parse
-#: the DAG file through the same link, so the example DAGs run exactly as shipped.
+#: Airflow walks the folder with ``followlinks=True`` (``dags_examples/demo.py``, a script, defines
+#: no DAG); task processes re-parse the DAG file through the same link, so the example DAGs run
+#: exactly as shipped.
 DAG_SOURCES = {"tests": ROOT / "tests" / "dags", "examples": ROOT / "dags_examples"}
 HOST = "127.0.0.1"
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
+from airflow_mlflow.dependency_warnings import quiet_module_scans
 from airflow_mlflow.exceptions import translate
 from airflow_mlflow.operators.base import (
     DEFAULT_CONN_ID,
@@ -86,7 +86,7 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
         return make_hook(self.mlflow_conn_id)
 
     def execute(self, context: Context) -> Any:
-        with _quiet_module_scans():
+        with quiet_module_scans():
             with self.tracked_run(context) as run:
                 if run.tracked:
                     return self._call_in_run(run, context)
@@ -140,19 +140,6 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
 
 
 @contextlib.contextmanager
-def _quiet_module_scans() -> Iterator[None]:
-    """
-    skops, MLflow's default (safe) format for scikit-learn models, finds a function that has no
-    ``__module__`` by ``getattr`` on every loaded module. Each deprecated alias in Airflow's modules
-    answers with a FutureWarning: about 1,450 lines in the task log per ``log_model``. Only
-    FutureWarnings raised from skops are silenced, and only while the task's function runs.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"skops\.")
-        yield
-
-
-@contextlib.contextmanager
 def _scratch_run() -> Iterator[None]:
     """
     An active run in a throwaway file store, deleted on exit, as the fluent API's target: user code
@@ -162,9 +149,9 @@ def _scratch_run() -> Iterator[None]:
     import tempfile
 
     import mlflow
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-    from airflow_mlflow.hooks.mlflow import scoped_environment
+    from airflow_mlflow.compat import use_tracking_uri
+    from airflow_mlflow.hooks.base import scoped_environment
 
     with tempfile.TemporaryDirectory(prefix="airflow-mlflow-untracked-") as tmp:
         uri = f"file://{tmp}"
@@ -174,7 +161,7 @@ def _scratch_run() -> Iterator[None]:
             "MLFLOW_ALLOW_FILE_STORE": "true",
             "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
         }
-        with scoped_environment(env), _use_tracking_uri(uri):
+        with scoped_environment(env), use_tracking_uri(uri):
             experiment_id = mlflow.MlflowClient(uri).create_experiment("untracked")
             with mlflow.start_run(experiment_id=experiment_id):
                 yield

@@ -13,7 +13,10 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from airflow_mlflow.dependency_warnings import silence_process_wide
 from airflow_mlflow.plugins import listener
+
+silence_process_wide()
 
 #: Where the API server mounts the plugin's app.
 URL_PREFIX = "/mlflow"

@@ -1,0 +1,45 @@
+"""Dependency warnings are silenced precisely; our own package's deprecations fail the suite."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from airflow_mlflow.dependency_warnings import quiet_module_scans, silence_process_wide
+
+STARLETTE = "Using `httpx` with `starlette.testclient` is deprecated; install `httpx2` instead."
+
+
+def warn_from(module: str, message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` as code of ``module`` calls it."""
+    code = compile(f"import warnings\nwarnings.warn({message!r}, {category.__name__})\n", module, "exec")
+    exec(code, {"__name__": module, category.__name__: category})
+
+
+def shown(module: str, message: str, category: type[Warning]) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_process_wide()
+        with quiet_module_scans():
+            warn_from(module, message, category)
+    return [str(w.message) for w in caught]
+
+
+def test_a_deprecation_raised_from_our_package_fails_the_suite():
+    # pyproject's filterwarnings: error::DeprecationWarning:airflow_mlflow (and Pending, Future).
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        with pytest.raises(category):
+            warn_from("airflow_mlflow.runs", "old API", category)
+
+
+def test_only_starlettes_httpx_notice_from_fastapis_test_client_is_silenced():
+    assert shown("fastapi.testclient", STARLETTE, UserWarning) == []
+    assert shown("fastapi.testclient", "something else", UserWarning) == ["something else"]
+    assert shown("svcs.fastapi", STARLETTE, UserWarning) == [STARLETTE]
+
+
+def test_only_future_warnings_from_skops_are_silenced_while_a_model_is_logged():
+    assert shown("skops.io._utils", "deprecated alias", FutureWarning) == []
+    assert shown("skops.io._utils", "other", UserWarning) == ["other"]
+    assert shown("sklearn.base", "deprecated alias", FutureWarning) == ["deprecated alias"]
