@@ -184,3 +184,12 @@ def test_finalize_records_attempts_from_airflow_task_states(hook, store):
     assert gone.info.status == "FINISHED" and gone.data.tags["airflow.try.1.state"] == "success"
     assert gone.data.tags[PARENT] == ok.parent_run_id == result["parent"]
     assert not [r for r in active(store) if r.info.status == "RUNNING"]
+
+
+def test_a_metric_point_belongs_to_the_last_attempt_started_before_it():
+    from airflow_mlflow.attempts import attempt_of
+    from airflow_mlflow.tags import try_tag
+
+    tags = {try_tag(1, "start"): "100", try_tag(2, "start"): "200", try_tag(2, "end"): "300", "x": "1"}
+    assert [attempt_of(t, tags) for t in (99, 100, 199, 200, 10_000)] == [None, 1, 1, 2, 2]
+    assert attempt_of(150, {try_tag(1, "start"): "not-a-time"}) is None
