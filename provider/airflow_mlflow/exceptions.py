@@ -46,23 +46,39 @@ class MLflowResourceNotFoundError(MLflowProviderError, AirflowFailException):
     """An experiment, run, model or version does not exist; a retry cannot create it."""
 
 
+class MLflowEndpointNotFoundError(MLflowResourceNotFoundError):
+    """
+    The server has no such API (an older MLflow, or no MLflow server at that URL): unlike a missing
+    resource, never read as "not there yet".
+    """
+
+
 class MLflowConflictError(MLflowProviderError, AirflowFailException):
     """A write conflicts with what MLflow already holds (for example a changed param)."""
 
 
-def translate(err: MlflowException, resource: str, secrets: tuple[str, ...] = ()) -> MLflowProviderError:
+def translate(
+    err: MlflowException, resource: str, secrets: tuple[str, ...] = (), *, alias_lookup: bool = False
+) -> MLflowProviderError:
     """
     Turn an ``MlflowException`` into the matching provider error.
 
     :param err: the exception MLflow raised
     :param resource: what was being accessed, e.g. ``"run 1f2e…"``; it opens the message
     :param secrets: strings the message must not contain (the connection's password, token…)
+    :param alias_lookup: ``err`` answers a lookup of a model version by alias, where MLflow says
+        ``INVALID_PARAMETER_VALUE`` (not ``RESOURCE_DOES_NOT_EXIST``) for an alias that is not set:
+        translated as :class:`MLflowResourceNotFoundError` then
     """
     code = getattr(err, "error_code", "") or ""
     message = f"{resource}: {err.message if hasattr(err, 'message') else err}"
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
         message = message.replace(secret, "***")
-    if code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "ENDPOINT_NOT_FOUND"}:
+    if code == "ENDPOINT_NOT_FOUND":
+        return MLflowEndpointNotFoundError(message)
+    if code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}:
+        return MLflowResourceNotFoundError(message)
+    if alias_lookup and code == "INVALID_PARAMETER_VALUE":
         return MLflowResourceNotFoundError(message)
     if code in {"UNAUTHENTICATED", "PERMISSION_DENIED", "CUSTOMER_UNAUTHORIZED"}:
         return MLflowAuthError(message)

@@ -1,19 +1,20 @@
 """
 Checks run before anything is written to MLflow, so bad input leaves nothing half-written.
 
-A key is valid exactly when MLflow's own rule accepts it (:func:`mlflow_key_problem`, the seam to
-``mlflow.utils.validation``); the length limits are MLflow's. Two more refusals keep a write from
-failing half-way in the store: values with a NUL character (PostgreSQL's text columns cannot hold
-one) or with text that is not valid Unicode, and steps outside a 64-bit integer. Two choices are
-stricter than MLflow on purpose: a value over its length limit is refused (MLflow would silently
-truncate it), and a metric must be finite (NaN and infinities break comparisons and gates).
+A key is valid exactly when MLflow's own rule accepts it (``compat.mlflow_key_problem``, the seam
+to ``mlflow.utils.validation``); the length limits are MLflow's. Two more refusals keep a write
+from failing half-way in the store: values with a NUL character (PostgreSQL's text columns cannot
+hold one) or with text that is not valid Unicode, and steps outside a 64-bit integer. Two choices
+are stricter than MLflow on purpose: a value over its length limit is refused (MLflow would
+silently truncate it), and a metric must be finite (NaN and infinities break comparisons and
+gates).
 
 Artifact destinations are checked with MLflow's artifact-server check, and names its HTTP client
 would store under another name (``#``, ``?``, ``%``) are refused.
 
-This module is imported when DAGs are parsed: mlflow is only imported inside the two seams,
-:func:`mlflow_key_problem` and :func:`_artifact_path_problem`. :func:`check_literals` is the
-parse-time subset that needs no mlflow. Messages name the field, the key and the value.
+This module is imported when DAGs are parsed: mlflow is only imported inside the two seams of
+:mod:`airflow_mlflow.compat` it calls. :func:`check_literals` is the parse-time subset that needs
+no mlflow. Messages name the field, the key and the value.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_mlflow.compat import artifact_path_is_safe, mlflow_key_problem
 from airflow_mlflow.exceptions import MLflowInputError
 
 # MLflow's limits (mlflow.utils.validation: MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH,
@@ -43,23 +45,6 @@ _LIMITS = {
     "model tag": MAX_REGISTRY_TAG_VALUE_LENGTH,
 }
 _FIELDS = {"param": "params", "metric": "metrics", "tag": "tags", "model tag": "tags"}
-
-
-def mlflow_key_problem(key: str) -> str | None:
-    """
-    Why MLflow refuses ``key`` as a run's param, metric or tag name, or None when it accepts it.
-
-    The seam to MLflow's rule: ``_validate_param_name``, ``_validate_metric_name`` and
-    ``_validate_tag_name`` (private) all apply these two public checks of
-    ``mlflow.utils.validation``; tests/unit/test_validation.py fails if they stop agreeing.
-    """
-    from mlflow.utils import validation
-
-    if not validation.validate_param_and_metric_name(key):
-        return validation.bad_character_message()
-    if validation.path_not_unique(key):
-        return validation.bad_path_message(key)
-    return None
 
 
 def is_templated(value: Any) -> bool:
@@ -192,18 +177,13 @@ _URL_MANGLED = frozenset("#?%")
 
 def _artifact_path_problem(path: str) -> str | None:
     """
-    Why ``path`` cannot be stored as itself in a run's artifacts, or None. The seam to MLflow's
-    artifact server check (``mlflow.utils.uri.validate_path_is_safe``), plus what its HTTP client
-    would store under another name.
+    Why ``path`` cannot be stored as itself in a run's artifacts, or None: MLflow's artifact server
+    check (:func:`~airflow_mlflow.compat.artifact_path_is_safe`), plus what its HTTP client would
+    store under another name.
     """
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils.uri import validate_path_is_safe
-
     if _URL_MANGLED & set(path):
         return "MLflow's HTTP artifact client would store it under another name (no '#', '?' or '%')"
-    try:
-        validate_path_is_safe(path)
-    except MlflowException:
+    if not artifact_path_is_safe(path):
         return "MLflow's artifact server refuses it (absolute, or '..' segments)"
     return None
 

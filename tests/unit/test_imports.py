@@ -63,9 +63,14 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("airflow_mlflow."
 #: Needed only when a task runs, a trigger polls or the listener acts; never to parse a DAG file.
 EXECUTE_TIME_MODULES = {
     "airflow_mlflow.hooks.mlflow",
+    "airflow_mlflow.hooks.base",
     "airflow_mlflow.hooks.tracking",
+    "airflow_mlflow.hooks.artifacts",
     "airflow_mlflow.hooks.registry",
+    "airflow_mlflow.hooks.records",
+    "airflow_mlflow.hooks.search",
     "airflow_mlflow.hooks.config",
+    "airflow_mlflow.hooks.resolution",
     "airflow_mlflow.runs",
     "airflow_mlflow.gate",
     "airflow_mlflow.triggers.metric_threshold",

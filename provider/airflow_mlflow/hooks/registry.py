@@ -4,103 +4,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
-from airflow_mlflow.exceptions import MLflowInputError
-from airflow_mlflow.hooks.tracking import all_pages, filter_literal
+from airflow_mlflow.exceptions import (
+    MLflowEndpointNotFoundError,
+    MLflowInputError,
+    MLflowResourceNotFoundError,
+)
+from airflow_mlflow.hooks.base import MLflowHookBase
+from airflow_mlflow.hooks.records import ModelRecord, VersionRecord
+from airflow_mlflow.hooks.search import all_pages, filter_literal, name_filter
 from airflow_mlflow.validation import normalize_stage, validate_registry_tags
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-    from contextlib import AbstractContextManager
 
-    from mlflow import MlflowClient
-    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
-
-    from airflow_mlflow.hooks.config import MLflowConnectionConfig
-
-
-@dataclass(frozen=True)
-class VersionRecord:
-    """A plain view of a model version."""
-
-    name: str
-    version: str
-    run_id: str | None
-    source: str
-    status: str
-    current_stage: str | None
-    aliases: tuple[str, ...] = ()
-    tags: Mapping[str, str] = field(default_factory=dict)
-    model_id: str | None = None
-    created: int = 0  # ms since the epoch
-
-    @classmethod
-    def from_version(cls, mv: ModelVersion) -> VersionRecord:
-        return cls(
-            name=mv.name,
-            version=str(mv.version),
-            run_id=mv.run_id or None,
-            source=mv.source,
-            status=str(mv.status),
-            current_stage=mv.current_stage,
-            aliases=tuple(mv.aliases or ()),
-            tags=dict(mv.tags or {}),
-            model_id=getattr(mv, "model_id", None) or _logged_model_id(mv.source),
-            created=int(mv.creation_timestamp or 0),
-        )
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    """A plain view of a registered model: its tags and which version each alias points at."""
-
-    name: str
-    description: str = ""
-    tags: Mapping[str, str] = field(default_factory=dict)
-    aliases: Mapping[str, str] = field(default_factory=dict)
-    updated: int = 0  # ms since the epoch
-
-    @classmethod
-    def from_model(cls, rm: RegisteredModel) -> ModelRecord:
-        return cls(
-            name=rm.name,
-            description=rm.description or "",
-            tags=dict(rm.tags or {}),
-            aliases={alias: str(version) for alias, version in (rm.aliases or {}).items()},
-            updated=int(rm.last_updated_timestamp or 0),
-        )
-
-
-def _name_filter(name: str) -> str:
-    """
-    A search filter matching model ``name`` (any name MLflow stores): ``name = …``, or for a name
-    holding both kinds of quote, which no literal can carry, a ``LIKE`` pattern with every quote,
-    wildcard and backslash (PostgreSQL's LIKE escape) as ``_``. The caller keeps exact matches.
-    """
-    if "'" in name and '"' in name:
-        pattern = "".join("_" if c in "'\"%_\\" else c for c in name)
-        return f"name LIKE '{pattern}'"
-    return f"name = {filter_literal(name)}"
-
-
-def _logged_model_id(source: str | None) -> str | None:
-    """``m-…`` from a ``models:/m-…`` source (not every store fills ``model_id`` in)."""
-    if source and source.startswith("models:/m-") and "/" not in source.removeprefix("models:/"):
-        return source.removeprefix("models:/")
-    return None
-
-
-class RegistryVerbs:
-    """Model registry verbs; mixed into :class:`~airflow_mlflow.hooks.mlflow.MLflowHook`."""
-
-    # Provided by MLflowHook.
-    client: MlflowClient
-    config: MLflowConnectionConfig
-    _call: Callable[[str], AbstractContextManager[None]]
-    user_code_env: Callable[[], AbstractContextManager[None]]
+class RegistryVerbs(MLflowHookBase):
+    """Register, look up, tag, alias and stage model versions (verbs of ``MLflowHook``)."""
 
     def register_model_version(
         self,
@@ -142,17 +61,14 @@ class RegistryVerbs:
 
     def get_version_by_alias(self, name: str, alias: str) -> VersionRecord | None:
         """The version behind ``alias``, or None when the alias is not set."""
-        from mlflow.exceptions import MlflowException
-
         try:
-            mv = self.client.get_model_version_by_alias(name, alias)
-        except MlflowException as err:
-            # A missing alias is INVALID_PARAMETER_VALUE (not RESOURCE_DOES_NOT_EXIST); a missing
-            # model is RESOURCE_DOES_NOT_EXIST. Both mean "nothing there yet" to a gate.
-            if err.error_code in {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}:
-                return None
-            with self._call(f"model {name!r} alias {alias!r}"):
-                raise
+            with self._call(f"model {name!r} alias {alias!r}", alias_lookup=True):
+                mv = self.client.get_model_version_by_alias(name, alias)
+        except MLflowEndpointNotFoundError:
+            raise
+        except MLflowResourceNotFoundError:
+            # A missing alias or a missing model: both mean "nothing there yet" to a gate.
+            return None
         return VersionRecord.from_version(mv)
 
     def get_version_by_stage(self, name: str, stage: str) -> VersionRecord | None:
@@ -162,7 +78,7 @@ class RegistryVerbs:
     def list_versions(self, name: str) -> list[VersionRecord]:
         """Every version of ``name``, newest first (empty when the model does not exist)."""
         with self._call(f"versions of model {name!r}"):
-            found = self.client.search_model_versions(_name_filter(name), max_results=10000)
+            found = self.client.search_model_versions(name_filter(name), max_results=10000)
         return sorted(
             (VersionRecord.from_version(v) for v in found if v.name == name), key=lambda v: -int(v.version)
         )

@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Any
 
+from airflow_mlflow.compat import MLFLOW_PRELOAD
+
 #: The listener's log, whichever of its modules writes (operators grep the scheduler's log for it).
 log = logging.getLogger("airflow_mlflow.plugins.listener")
 
@@ -151,19 +153,7 @@ WARM_UP = (
     "airflow.utils.session",
     "airflow_mlflow.hooks.mlflow",
     "airflow_mlflow.runs",
-    "mlflow",
-    "mlflow.entities",
-    "mlflow.exceptions",
-    "mlflow.protos.databricks_pb2",
-    "mlflow.protos.service_pb2",
-    "mlflow.utils.rest_utils",
-    "mlflow.store.tracking.rest_store",
-    "mlflow.store.model_registry.rest_store",
-    "mlflow.tracking._tracking_service.client",
-    "mlflow.tracking._model_registry.client",
-    "mlflow.tracking.request_header.registry",  # on the first request
-    "mlflow.store.db.utils",
-    "mlflow.store.tracking.sqlalchemy_store",  # the embedded default
+    *MLFLOW_PRELOAD,  # MLflow's modules (internal paths: they live in the compat seam)
 )
 
 

@@ -25,7 +25,7 @@ from airflow_mlflow.tags import (
 
 if TYPE_CHECKING:
     from airflow_mlflow.hooks.mlflow import MLflowHook
-    from airflow_mlflow.hooks.tracking import ArtifactEntry, LoggedModelRecord, RunRecord
+    from airflow_mlflow.hooks.records import ArtifactEntry, LoggedModelRecord, RunRecord
 
 #: Metric histories drawn on a task page (one request each).
 MAX_HISTORIES = 12

@@ -10,6 +10,7 @@ from mlflow.protos import databricks_pb2
 from airflow_mlflow.exceptions import (
     MLflowAuthError,
     MLflowConflictError,
+    MLflowEndpointNotFoundError,
     MLflowInputError,
     MLflowProviderError,
     MLflowResourceNotFoundError,
@@ -27,6 +28,15 @@ CASES = [
     ("INTERNAL_ERROR", MLflowProviderError, True),  # a 5xx
     ("TEMPORARILY_UNAVAILABLE", MLflowProviderError, True),
     ("", MLflowProviderError, True),  # a network error: MLflow sets no code
+    # Every other code translate() knows:
+    ("ENDPOINT_NOT_FOUND", MLflowEndpointNotFoundError, False),
+    ("CUSTOMER_UNAUTHORIZED", MLflowAuthError, False),
+    ("ALREADY_EXISTS", MLflowConflictError, False),
+    ("RESOURCE_CONFLICT", MLflowConflictError, False),
+    ("BAD_REQUEST", MLflowInputError, False),
+    ("MALFORMED_REQUEST", MLflowInputError, False),
+    ("INVALID_STATE", MLflowInputError, False),
+    ("FEATURE_DISABLED", MLflowInputError, False),
 ]
 
 
@@ -55,3 +65,55 @@ def test_airflow_retries_only_transient_errors(dag_id, tries):
     dag_run = getattr(retry_errors, dag_id).test()
     assert dag_run.state == "failed"
     assert dag_run.get_task_instance("call").try_number == tries
+
+
+def test_an_endpoint_not_found_is_a_not_found_error_of_its_own():
+    """Callers reading "not found" as "not there yet" let an unknown endpoint (a wrong URL) fail."""
+    err = translate(mlflow_error("ENDPOINT_NOT_FOUND"), "model 'm' alias 'a'", alias_lookup=True)
+    assert type(err) is MLflowEndpointNotFoundError and isinstance(err, MLflowResourceNotFoundError)
+
+
+@pytest.mark.parametrize(
+    ("alias_lookup", "cls"), [(True, MLflowResourceNotFoundError), (False, MLflowInputError)]
+)
+def test_invalid_parameter_value_is_not_found_only_in_an_alias_lookup(alias_lookup, cls):
+    """MLflow answers a missing alias with INVALID_PARAMETER_VALUE; elsewhere it is bad input."""
+    err = translate(mlflow_error("INVALID_PARAMETER_VALUE"), "model 'm' alias 'a'", alias_lookup=alias_lookup)
+    assert type(err) is cls
+
+
+def test_the_message_names_the_resource_and_hides_every_secret():
+    err = MlflowException(
+        "denied for alice:hunter2 with token tok-123", error_code=databricks_pb2.UNAUTHENTICATED
+    )
+    translated = translate(err, "run 1f2e", ("hunter2", "alice:hunter2", "tok-123"))
+    assert str(translated) == "run 1f2e: denied for *** with token ***"
+
+
+def _hook_with_password(password: str):
+    from airflow.sdk import Connection
+
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+
+    conn = Connection(conn_id="c", conn_type="mlflow", host="h", login="u", password=password)
+    return MLflowHook.from_connection(conn, "c")
+
+
+def test_call_chains_the_translated_error_to_mlflows():
+    hook = _hook_with_password("hunter2")
+    original = mlflow_error("RESOURCE_DOES_NOT_EXIST")
+    with pytest.raises(MLflowResourceNotFoundError, match="^run r: boom$") as caught:
+        with hook._call("run r"):
+            raise original
+    assert caught.value.__cause__ is original
+
+
+def test_call_chains_a_redacted_copy_when_mlflows_message_holds_a_secret():
+    hook = _hook_with_password("hunter2")
+    with pytest.raises(MLflowResourceNotFoundError, match=r"^run r: no run for \*\*\*$") as caught:
+        with hook._call("run r"):
+            raise MlflowException("no run for hunter2", error_code=databricks_pb2.RESOURCE_DOES_NOT_EXIST)
+    cause = caught.value.__cause__
+    assert isinstance(cause, MlflowException) and cause.message == "no run for ***"
+    assert cause.error_code == "RESOURCE_DOES_NOT_EXIST" and cause.__traceback__ is not None
+    assert cause.__suppress_context__

@@ -1,0 +1,451 @@
+"""
+The seam on library internals (``airflow_mlflow.compat``): each seam against the installed MLflow
+and Airflow, so an upgrade that moves one fails the test named after it; and a scan of the package
+that fails when an MLflow internal is used anywhere else.
+
+"An MLflow internal" means: an import of an ``mlflow`` module outside
+``compat.MLFLOW_PUBLIC_MODULES``, an attribute path under ``mlflow.`` through such a module, a
+private ``_name`` imported from MLflow or read through ``mlflow.``, a module path of such a module
+spelled as a string (an import list), a private ``_name`` attribute that the provider does not
+define itself (MLflow objects' private state), and a class that subclasses one of MLflow's.
+"""
+
+from __future__ import annotations
+
+import ast
+import http.server
+import importlib
+import importlib.util
+import inspect
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from airflow_mlflow import compat
+from airflow_mlflow.hooks.config import HttpBudget
+from tests.unit.hooks.test_http_budget import Listener
+
+PACKAGE = Path(__file__).resolve().parents[2] / "provider" / "airflow_mlflow"
+COMPAT = PACKAGE / "compat.py"
+NO_RETRIES = HttpBudget(max_retries=1, backoff_factor=0.0, timeout=5.0)
+
+
+def creds(uri: str):
+    return compat.host_creds(
+        uri, username="alice", password="pw", token=None, insecure_tls=False, ca_bundle=None
+    )
+
+
+# == the scan ====================================================================================
+
+
+def _is_mlflow_module(dotted: str) -> bool:
+    try:
+        return importlib.util.find_spec(dotted) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _attribute_path(node: ast.AST) -> list[str] | None:
+    """``["mlflow", "tracking", "fluent"]`` for ``mlflow.tracking.fluent``; None if not rooted at a name."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return [node.id, *reversed(parts)]
+    return None
+
+
+def _listed_strings(tree: ast.AST) -> list[tuple[str, int]]:
+    """Strings that name modules: items of a tuple, list or set literal, arguments of ``import_module``."""
+    found = []
+    for node in ast.walk(tree):
+        items: list[ast.AST] = []
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            items = list(node.elts)
+        elif isinstance(node, ast.Call) and (_attribute_path(node.func) or [""])[-1] == "import_module":
+            items = list(node.args)
+        found += [
+            (i.value, i.lineno) for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str)
+        ]
+    return found
+
+
+def _provider_names(files: list[Path]) -> set[str]:
+    """Every name the provider defines itself (functions, classes, variables, attributes, arguments)."""
+    names: set[str] = set()
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.arg):
+                names.add(node.arg)
+    return names
+
+
+def mlflow_internals(source: str, own_names: set[str]) -> list[str]:
+    """Every use of an MLflow internal in ``source`` (see the module docstring), as ``line: what``."""
+    found = []
+    mlflow_names: set[str] = set()  # names bound to something imported from mlflow
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "mlflow":
+                    mlflow_names.add((alias.asname or alias.name).split(".")[0])
+                    if not compat.is_public_mlflow_module(alias.name):
+                        found.append(f"{node.lineno}: import {alias.name}")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mlflow":
+            module = node.module or ""
+            for alias in node.names:
+                mlflow_names.add(alias.asname or alias.name)
+                if alias.name.startswith("_"):
+                    found.append(f"{node.lineno}: from {module} import {alias.name}")
+            if not compat.is_public_mlflow_module(module) and not all(
+                compat.is_public_mlflow_module(f"{module}.{alias.name}") for alias in node.names
+            ):
+                found.append(f"{node.lineno}: from {module} import ...")
+    for value, lineno in _listed_strings(tree):
+        if re.fullmatch(r"mlflow(\.\w+)+", value) and _is_mlflow_module(value):
+            if not compat.is_public_mlflow_module(value):
+                found.append(f"{lineno}: module path {value!r}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            path = _attribute_path(node)
+            if path and path[0] == "mlflow" and "mlflow" in mlflow_names:
+                for depth in range(2, len(path) + 1):
+                    dotted = ".".join(path[:depth])
+                    if path[depth - 1].startswith("_"):
+                        found.append(f"{node.lineno}: {dotted}")
+                        break
+                    if _is_mlflow_module(dotted) and not compat.is_public_mlflow_module(dotted):
+                        found.append(f"{node.lineno}: {dotted}")
+                        break
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            if node.attr not in own_names:
+                found.append(f"{node.lineno}: private attribute .{node.attr}")
+        if isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                path = _attribute_path(base)
+                if path and (path[0] in mlflow_names):
+                    found.append(f"{node.lineno}: class {node.name} subclasses {'.'.join(path)}")
+    return sorted(set(found), key=lambda line: int(line.split(":")[0]))
+
+
+def _scan(source: str, own_names: set[str]) -> list[str]:
+    return mlflow_internals(source, own_names)
+
+
+def test_mlflow_internals_are_used_only_in_the_compat_module():
+    files = [f for f in sorted(PACKAGE.rglob("*.py")) if f != COMPAT]
+    own = _provider_names(files)
+    offenders = {
+        str(file.relative_to(PACKAGE)): hits for file in files if (hits := _scan(file.read_text(), own))
+    }
+    assert offenders == {}, "use airflow_mlflow.compat for these (or add a seam there, with a test here)"
+
+
+@pytest.mark.parametrize(
+    ("source", "hit"),
+    [
+        ("from mlflow.utils.rest_utils import http_request", "from mlflow.utils.rest_utils import ..."),
+        ("from mlflow.tracking._tracking_service.utils import x", "from mlflow.tracking._tracking_service"),
+        ("from mlflow import _private", "from mlflow import _private"),
+        ("import mlflow.store.db.utils", "import mlflow.store.db.utils"),
+        ("import mlflow\nmlflow.tracking.fluent.active_run()", "mlflow.tracking"),
+        ("import mlflow\nmlflow._x()", "mlflow._x"),
+        ("client._tracking_client.store", "private attribute ._tracking_client"),
+        ("MODULES = ('mlflow.utils.rest_utils',)", "module path 'mlflow.utils.rest_utils'"),
+        ("HOST = 'mlflow.example.com'", None),
+        ("DB = root / 'mlflow.db'", None),
+        ("importlib.import_module('mlflow.store.db.utils')", "module path 'mlflow.store.db.utils'"),
+        ("from mlflow import MlflowClient\nclass C(MlflowClient): pass", "class C subclasses MlflowClient"),
+    ],
+)
+def test_the_scan_finds_each_kind_of_internal(source, hit):
+    found = _scan(source, set())
+    assert any(hit in line for line in found) if hit else found == [], found
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import mlflow\nmlflow.register_model('runs:/1/m', 'm')\nmlflow.MlflowClient()",
+        "from mlflow.entities import Metric\nfrom mlflow.entities.model_registry import ModelVersion",
+        "from mlflow.exceptions import MlflowException\nfrom mlflow.protos import databricks_pb2",
+        "self._call('x')\nsuper()._own()",
+        "'mlflow.entities'",
+    ],
+)
+def test_the_scan_passes_public_use(source):
+    assert _scan(source, {"_call", "_own"}) == []
+
+
+def test_public_module_rule():
+    assert compat.is_public_mlflow_module("mlflow")
+    assert compat.is_public_mlflow_module("mlflow.entities.model_registry")
+    assert compat.is_public_mlflow_module("mlflow.protos.databricks_pb2")
+    assert not compat.is_public_mlflow_module("mlflow.protos.service_pb2")
+    assert not compat.is_public_mlflow_module("mlflow.utils")
+    assert not compat.is_public_mlflow_module("mlflow.entitiesx")
+
+
+# == MLflow's seams ==============================================================================
+
+
+@pytest.mark.parametrize("module", compat.MLFLOW_PRELOAD)
+def test_preloaded_modules_exist(module):
+    importlib.import_module(module)
+
+
+def test_use_tracking_uri_scopes_the_fluent_uri(tmp_path):
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{tmp_path}/x.db"
+    with compat.use_tracking_uri(uri):
+        assert mlflow.get_tracking_uri() == uri
+    assert mlflow.get_tracking_uri() == before
+
+
+def test_host_creds_carry_every_field():
+    got = compat.host_creds(
+        "https://h", username="u", password="p", token="t", insecure_tls=False, ca_bundle="/ca.pem"
+    )
+    assert (got.host, got.username, got.password, got.token) == ("https://h", "u", "p", "t")
+    assert (got.ignore_tls_verification, got.server_cert_path) == (False, "/ca.pem")
+    insecure = compat.host_creds(
+        "https://h", username=None, password=None, token=None, insecure_tls=True, ca_bundle=None
+    )
+    assert (insecure.ignore_tls_verification, insecure.server_cert_path) == (True, None)
+
+
+class _Server(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self.server.seen.append((self.path, self.headers.get("Authorization")))
+        body = json.dumps({"files": [{"path": "a"}]}).encode() if "list" in self.path else b"x" * 1000
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Server)
+    httpd.seen = []
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_rest_get_and_rest_get_bytes(server):
+    uri = f"http://127.0.0.1:{server.server_port}"
+    assert compat.rest_get(creds(uri), "/api/2.0/mlflow/artifacts/list", {"run_id": "r"}, NO_RETRIES) == {
+        "files": [{"path": "a"}]
+    }
+    data = compat.rest_get_bytes(creds(uri), "/get-artifact", {"path": "p"}, NO_RETRIES, max_bytes=100)
+    assert 100 < len(data) <= 100 + 64 * 1024 and set(data) == {ord("x")}
+    assert [path.split("?")[0] for path, _ in server.seen] == [
+        "/api/2.0/mlflow/artifacts/list",
+        "/get-artifact",
+    ]
+    assert all(auth and auth.startswith("Basic ") for _, auth in server.seen)
+
+
+def test_budget_seam_answers_with_the_running_calls_budget(monkeypatch):
+    """``http_request`` called with no budget reads MLflow's settings: in a scope, the scope's."""
+    from mlflow.utils import rest_utils
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    listener = Listener()
+    try:
+        with compat.budget_scope(NO_RETRIES):
+            assert rest_utils.MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 1
+            assert rest_utils.MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 5.0
+            with pytest.raises(Exception, match="Max retries exceeded|Connection"):
+                rest_utils.http_request(creds(f"http://127.0.0.1:{listener.port}"), "/x", "GET")
+        assert listener.accepted == 2
+        assert rest_utils.MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 3  # MLflow's own, outside a scope
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("verb", ["search_experiments", "get_registered_model"])
+def test_bound_client_stores_carry_credentials_and_budget(verb):
+    """Tracking and registry requests, outside any hook call, use the bound credentials and budget."""
+    from mlflow import MlflowClient
+
+    listener = Listener()
+    try:
+        uri = f"http://127.0.0.1:{listener.port}"
+        client = compat.bound_client(uri, None, creds, lambda: NO_RETRIES)
+        assert isinstance(client, MlflowClient)
+        assert compat.tracking_store(client).get_host_creds().username == "alice"
+        args = ("m",) if verb == "get_registered_model" else ()
+        with pytest.raises(Exception, match="Max retries exceeded|Connection"):
+            getattr(client, verb)(*args)
+        assert listener.accepted == 2
+        assert "_registry_client_lazy" not in vars(client)
+    finally:
+        listener.close()
+
+
+def test_bound_client_registry_is_bound_to_its_own_uri():
+    client = compat.bound_client("http://127.0.0.1:1", "https://registry:2", creds, lambda: NO_RETRIES)
+    registry = client._get_registry_client()
+    assert registry.store.get_host_creds().host == "https://registry:2"
+    assert registry.store.get_host_creds().password == "pw"
+
+
+def test_mlflow_shapes_the_bound_client_relies_on():
+    """The constructors and hooks ``bound_client`` overrides, as MLflow defines them."""
+    from mlflow import MlflowClient
+    from mlflow.store.model_registry.rest_store import RestStore as RegistryRestStore
+    from mlflow.store.tracking.rest_store import RestStore as TrackingRestStore
+    from mlflow.tracking._model_registry.client import ModelRegistryClient
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    assert list(inspect.signature(TrackingServiceClient.__init__).parameters) == ["self", "tracking_uri"]
+    assert list(inspect.signature(ModelRegistryClient.__init__).parameters) == [
+        "self",
+        "registry_uri",
+        "tracking_uri",
+    ]
+    for store_type in (TrackingRestStore, RegistryRestStore):
+        bound = creds("http://h")
+        assert store_type(lambda bound=bound: bound).get_host_creds() is bound
+        assert callable(store_type._call_endpoint)
+    assert isinstance(TrackingServiceClient.store, property) and isinstance(
+        ModelRegistryClient.store, property
+    )
+    assert "_registry_client_lazy" in inspect.getsource(MlflowClient._get_registry_client)
+    assert "self._tracking_client = " in inspect.getsource(MlflowClient.__init__)
+
+
+def test_update_run_info_sets_status_and_end_time(store):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store.tracking_uri)
+    run = client.create_run(client.create_experiment("compat"))
+    compat.update_run_info(client, run.info.run_id, "FAILED", 1234)
+    info = client.get_run(run.info.run_id).info
+    assert (info.status, info.end_time) == ("FAILED", 1234)
+    compat.update_run_info(client, run.info.run_id, "RUNNING", None)
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"
+
+
+def test_artifact_repository_uploads_without_the_run(tmp_path):
+    (tmp_path / "f.txt").write_text("x")
+    root = tmp_path / "artifacts"
+    repo = compat.artifact_repository(root.as_uri(), "sqlite:///unused.db")
+    repo.log_artifact(str(tmp_path / "f.txt"), "sub")
+    assert (root / "sub" / "f.txt").read_text() == "x"
+
+
+def test_migrate_sql_store_creates_a_usable_store(tmp_path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/new.db"
+    compat.migrate_sql_store(uri, (tmp_path / "artifacts").as_uri())
+    assert [e.name for e in MlflowClient(uri).search_experiments()] == ["Default"]
+
+
+@pytest.mark.parametrize(
+    ("key", "ok"),
+    [("loss", True), ("a/b-c_d.e f", True), ("bad key!", False), ("../x", False), ("a//b", False)],
+)
+def test_mlflow_key_problem(key, ok):
+    """See tests/unit/test_validation.py for the agreement with MLflow's private validators."""
+    problem = compat.mlflow_key_problem(key)
+    assert (problem is None) is ok
+    assert problem is None or isinstance(problem, str) and problem
+
+
+@pytest.mark.parametrize(
+    ("path", "safe"), [("a/b.png", True), ("../a", False), ("/abs", False), ("a/../../b", False)]
+)
+def test_artifact_path_is_safe(path, safe):
+    assert compat.artifact_path_is_safe(path) is safe
+
+
+# == Airflow's seams =============================================================================
+
+
+def test_not_in_a_task_context_here():
+    assert compat.in_task_context() is False
+
+
+def test_task_sdk_secrets_backends_and_the_execution_api_backend():
+    from airflow.sdk.execution_time.secrets import ExecutionAPISecretsBackend
+
+    backends = compat.task_sdk_secrets_backends()
+    assert backends and all(callable(getattr(b, "get_connection", None)) for b in backends)
+    assert compat.is_execution_api_backend(ExecutionAPISecretsBackend())
+    assert not compat.is_execution_api_backend(object())
+
+
+class _Comms:
+    def __init__(self, answer):
+        self.answer, self.sent = answer, []
+
+    def send(self, msg):
+        self.sent.append(msg)
+        return self.answer
+
+
+@pytest.mark.parametrize("case", ["found", "not found", "error"])
+def test_ask_execution_api(monkeypatch, case):
+    from airflow.sdk.exceptions import ErrorType
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import ConnectionResult, ErrorResponse, GetConnection
+
+    answer = {
+        "found": ConnectionResult(
+            conn_id="c",
+            conn_type="mlflow",
+            host="h",
+            schema="",
+            login=None,
+            password=None,
+            port=5000,
+            extra=None,
+        ),
+        "not found": ErrorResponse(error=ErrorType.CONNECTION_NOT_FOUND),
+        "error": ErrorResponse(error=ErrorType.GENERIC_ERROR, detail={"why": "down"}),
+    }[case]
+    comms = _Comms(answer)
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
+    assert compat.in_task_context() is True
+    conn, error = compat.ask_execution_api("c")
+    assert comms.sent == [GetConnection(conn_id="c")]
+    if case == "found":
+        assert (conn.conn_id, conn.conn_type, conn.host, conn.port, error) == ("c", "mlflow", "h", 5000, None)
+    elif case == "not found":
+        assert (conn, error) == (None, None)
+    else:
+        assert conn is None and error.startswith(f"{ErrorType.GENERIC_ERROR.value}: ") and "down" in error
+
+
+def test_call_secrets_backend_passes_the_conn_id():
+    calls = []
+
+    def get_connection(conn_id, **kwargs):
+        calls.append((conn_id, kwargs))
+        return "conn"
+
+    assert compat.call_secrets_backend(get_connection, team_name=None, conn_id="c") == "conn"
+    assert calls[0][0] == "c"
