@@ -41,3 +41,17 @@ def quiet_module_scans() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"skops\.")
         yield
+
+
+@contextlib.contextmanager
+def quiet_stage_deprecation() -> Iterator[None]:
+    """
+    MLflow deprecated registry stages (2.9) but keeps them working, and the provider moves a stage
+    only when a DAG asks for one (``stage=``). MLflow's FutureWarning names its own
+    ``transition_model_version_stage``, which the user never calls: silenced around that call only.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r".*transition_model_version_stage`` is deprecated", category=FutureWarning
+        )
+        yield

@@ -43,3 +43,19 @@ def test_only_future_warnings_from_skops_are_silenced_while_a_model_is_logged():
     assert shown("skops.io._utils", "deprecated alias", FutureWarning) == []
     assert shown("skops.io._utils", "other", UserWarning) == ["other"]
     assert shown("sklearn.base", "deprecated alias", FutureWarning) == ["deprecated alias"]
+
+
+def test_only_mlflows_stage_deprecation_is_silenced_around_a_stage_move():
+    from airflow_mlflow.dependency_warnings import quiet_stage_deprecation
+
+    stage = (
+        "``mlflow.tracking.client.MlflowClient.transition_model_version_stage`` is deprecated since 2.9.0. "
+        "Model registry stages will be removed in a future major release."
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with quiet_stage_deprecation():
+            warn_from("airflow_mlflow.hooks.registry", stage, FutureWarning)
+            warn_from("airflow_mlflow.hooks.registry", "something else", FutureWarning)
+        warn_from("airflow_mlflow.hooks.registry", stage, FutureWarning)  # outside the call: shown
+    assert [str(w.message) for w in caught] == ["something else", stage]

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from airflow_mlflow.dependency_warnings import quiet_stage_deprecation
 from airflow_mlflow.exceptions import (
     MLflowEndpointNotFoundError,
     MLflowInputError,
@@ -115,7 +116,7 @@ class RegistryVerbs(MLflowHookBase):
             self.client.set_registered_model_alias(name, alias, version)
 
     def transition_stage(self, name: str, version: str, stage: str, archive_existing: bool = False) -> None:
-        with self._call(f"model {name!r} version {version}"):
+        with self._call(f"model {name!r} version {version}"), quiet_stage_deprecation():
             self.client.transition_model_version_stage(
                 name, version, normalize_stage(stage), archive_existing_versions=archive_existing
             )
