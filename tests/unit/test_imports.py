@@ -72,6 +72,7 @@ EXECUTE_TIME_MODULES = {
     "airflow_mlflow.hooks.config",
     "airflow_mlflow.hooks.resolution",
     "airflow_mlflow.runs",
+    "airflow_mlflow.attempts",
     "airflow_mlflow.gate",
     "airflow_mlflow.triggers.metric_threshold",
     "airflow_mlflow.triggers.registry",

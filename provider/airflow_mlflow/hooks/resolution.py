@@ -13,6 +13,8 @@ from airflow_mlflow.exceptions import MLflowConnectionLookupError
 from airflow_mlflow.hooks.config import DEFAULT_CONN_ID, MLflowConnectionConfig
 
 log = logging.getLogger(__name__)
+#: Embedded stores this process has already said it falls back to.
+_WARNED_EMBEDDED: set[str] = set()
 
 
 def resolve_config(conn_id: str = DEFAULT_CONN_ID, team_name: str | None = None) -> MLflowConnectionConfig:
@@ -53,11 +55,13 @@ def resolve_config(conn_id: str = DEFAULT_CONN_ID, team_name: str | None = None)
     if conn_id != DEFAULT_CONN_ID:
         raise AirflowNotFoundException(f"The conn_id `{conn_id}` isn't defined")
     config = MLflowConnectionConfig.embedded_default()
-    log.warning(
-        "MLflow: connection %r is defined nowhere; tracking to the embedded store %s",
-        conn_id,
-        config.tracking_uri,
-    )
+    if config.tracking_uri not in _WARNED_EMBEDDED:  # once per process and store, not per hook
+        _WARNED_EMBEDDED.add(config.tracking_uri)
+        log.warning(
+            "MLflow: connection %r is defined nowhere; tracking to the embedded store %s",
+            conn_id,
+            config.tracking_uri,
+        )
     return config
 
 
