@@ -13,8 +13,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 _HOME: Path | None = None
@@ -72,3 +74,20 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: floa
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last: {value!r})")
         time.sleep(interval)
+
+
+class RecordingTI:
+    """The task instance an operator's ``execute`` sees in a unit test: it records XCom pushes."""
+
+    dag_id, run_id, task_id, map_index, try_number = "d", "manual__1", "t", -1, 1
+
+    def __init__(self):
+        self.xcom = {}
+
+    def xcom_push(self, key, value):
+        self.xcom[key] = value
+
+
+def operator_context() -> dict:
+    """A minimal stand-in for Airflow's context: a recording task instance and outlet events."""
+    return {"ti": RecordingTI(), "logical_date": None, "outlet_events": defaultdict(SimpleNamespace)}

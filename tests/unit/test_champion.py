@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
-from types import SimpleNamespace
 
 import pytest
 
@@ -23,6 +21,7 @@ from airflow_mlflow.hooks.registry import VersionRecord
 from airflow_mlflow.hooks.tracking import HIDDEN_EXPERIMENT_PREFIX
 from airflow_mlflow.operators.registry import MLflowPromoteModelOperator, MLflowRollbackModelOperator
 from airflow_mlflow.tags import CHAMPION_HISTORY
+from tests.support import operator_context
 
 
 def version(number: str, *, aliases: tuple[str, ...] = (), stage: str | None = "None") -> VersionRecord:
@@ -103,20 +102,6 @@ def test_the_latest_recorded_target_decides():
 # ------------------------------------------------------------------------------ through the operators
 
 
-class RecordingTI:
-    dag_id, run_id, task_id, map_index, try_number = "d", "manual__1", "t", -1, 1
-
-    def __init__(self):
-        self.xcom = {}
-
-    def xcom_push(self, key, value):
-        self.xcom[key] = value
-
-
-def context():
-    return {"ti": RecordingTI(), "logical_date": None, "outlet_events": defaultdict(SimpleNamespace)}
-
-
 @pytest.fixture
 def model(store):
     client = store.client
@@ -136,7 +121,7 @@ def _champions(client, history):
 
 def test_a_dag_promoting_to_another_alias_is_shown_with_that_champion(model):
     """The UI's old rule (alias ``champion``, else ``Production``) disagreed with such a DAG."""
-    ctx = context()
+    ctx = operator_context()
     MLflowPromoteModelOperator(task_id="p", model_name="m", version=1, alias="prod", stage=None).execute(ctx)
     model.set_registered_model_alias("m", "champion", "2")  # someone else's alias, not this DAG's
     history = read_history(model.get_registered_model("m").tags)

@@ -25,18 +25,6 @@ def fresh_listener():
     reset()  # finalizations against a closed port would retry for the rest of the session
 
 
-@pytest.fixture
-def mlflow_down(monkeypatch) -> str:
-    """``mlflow_down`` points at a port nobody listens on; the client does not retry."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    conn = {"conn_type": "mlflow", "host": "127.0.0.1", "port": port, "schema": "http"}
-    conn["extra"] = {"http_max_retries": 0, "http_timeout": 5}
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DOWN", json.dumps(conn))
-    return f"http://127.0.0.1:{port}"
-
-
 def test_each_attempt_of_a_retried_task_keeps_its_own_curve(store):
     dag_run = dags.retry_curve.test()
     listener.drain()

@@ -6,9 +6,6 @@ MLflow itself is real.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from types import SimpleNamespace
-
 import pytest
 from mlflow.exceptions import MlflowException
 
@@ -18,20 +15,7 @@ from airflow_mlflow.operators.registry import (
     MLflowRegisterModelOperator,
     MLflowRollbackModelOperator,
 )
-
-
-class RecordingTI:
-    dag_id, run_id, task_id, map_index, try_number = "d", "manual__1", "t", -1, 1
-
-    def __init__(self):
-        self.xcom = {}
-
-    def xcom_push(self, key, value):
-        self.xcom[key] = value
-
-
-def context():
-    return {"ti": RecordingTI(), "logical_date": None, "outlet_events": defaultdict(SimpleNamespace)}
+from tests.support import operator_context
 
 
 @pytest.fixture
@@ -55,23 +39,23 @@ def test_rejected_version_is_not_promoted(model):
     model.set_model_version_tag("m", "2", "airflow.gate.status", "rejected")
     model.set_model_version_tag("m", "2", "airflow.gate.dag_run", "retrain/r7")
     with pytest.raises(MLflowConflictError, match=r"version 2 was rejected by the gate \(retrain/r7\)"):
-        promote(2).execute(context())
+        promote(2).execute(operator_context())
     with pytest.raises(MlflowException, match="alias champion not found"):
         model.get_model_version_by_alias("m", "champion")
 
 
 def test_champion_moved_after_the_gate_fails_naming_both(model):
-    promote(1).execute(context())
+    promote(1).execute(operator_context())
     model.set_model_version_tag("m", "2", "airflow.gate.status", "passed")
     model.set_model_version_tag("m", "2", "airflow.gate.baseline_version", "none")  # gated before v1 won
     with pytest.raises(MLflowConflictError) as err:
-        promote(2).execute(context())
+        promote(2).execute(operator_context())
     assert "compared version 2 against no champion, but the champion is now version 1" in str(err.value)
     assert model.get_model_version_by_alias("m", "champion").version in ("1", 1)
 
 
 def test_alias_only_registry_moves_the_alias_and_no_stage(model):
-    ctx = context()
+    ctx = operator_context()
     result = promote(2, stage=None).execute(ctx)
     assert result == {"name": "m", "version": "2", "previous_version": None, "promoted": True}
     assert str(model.get_model_version_by_alias("m", "champion").version) == "2"
@@ -85,16 +69,16 @@ def test_alias_only_registry_moves_the_alias_and_no_stage(model):
 
 
 def test_promoting_the_champion_again_is_a_no_op(model):
-    promote(1).execute(context())
-    assert promote(1).execute(context())["promoted"] is False
+    promote(1).execute(operator_context())
+    assert promote(1).execute(operator_context())["promoted"] is False
 
 
 def test_rollback_needs_a_champion_and_a_history(model):
     with pytest.raises(MLflowConflictError, match="model 'm' has no champion to roll back"):
-        MLflowRollbackModelOperator(task_id="rb", model_name="m").execute(context())
-    promote(1).execute(context())
+        MLflowRollbackModelOperator(task_id="rb", model_name="m").execute(operator_context())
+    promote(1).execute(operator_context())
     with pytest.raises(MLflowConflictError, match="no earlier champion is recorded for version 1"):
-        MLflowRollbackModelOperator(task_id="rb", model_name="m").execute(context())
+        MLflowRollbackModelOperator(task_id="rb", model_name="m").execute(operator_context())
 
 
 def test_promote_needs_a_target():
@@ -112,7 +96,7 @@ def test_unknown_stage_is_refused():
 def test_registering_a_missing_run_names_the_uri(store):
     op = MLflowRegisterModelOperator(task_id="register", model_uri="runs:/0123456789abcdef/model", name="m2")
     with pytest.raises(MLflowProviderError, match="registering 'runs:/0123456789abcdef/model' as model 'm2'"):
-        op.execute(context())
+        op.execute(operator_context())
 
 
 def test_templated_names_do_not_add_an_outlet_but_literal_ones_do():
@@ -127,7 +111,7 @@ def test_a_champion_change_is_claimed_once(model, store):
     """Two tasks that both saw champion v1 race; the claim lets one through, and its retry."""
     from airflow_mlflow.hooks.mlflow import MLflowHook
 
-    promote(1).execute(context())  # change #0
+    promote(1).execute(operator_context())  # change #0
     for version in ("2",):
         model.set_model_version_tag("m", version, "airflow.gate.baseline_version", "1")
     # Another DAG run already claimed change #1 (and is about to move the champion).
@@ -137,11 +121,11 @@ def test_a_champion_change_is_claimed_once(model, store):
     with pytest.raises(
         MLflowConflictError, match=r"other_dag/r9/promote changed the champion concurrently \(change #1\)"
     ):
-        promote(2).execute(context())
+        promote(2).execute(operator_context())
     assert str(model.get_model_version_by_alias("m", "champion").version) == "1"
     # The claim is hidden from the experiment list, and the claimant's own retry goes through.
     assert not [e for e in model.search_experiments() if e.name.startswith(".airflow-mlflow")]
-    ctx = context()
+    ctx = operator_context()
     ctx["ti"].dag_id, ctx["ti"].run_id, ctx["ti"].task_id = "other_dag", "r9", "promote"
     assert promote(2).execute(ctx)["promoted"] is True
     assert str(model.get_model_version_by_alias("m", "champion").version) == "2"
@@ -153,8 +137,8 @@ def test_a_retried_register_reuses_its_version(model, store, tmp_path):
     (tmp_path / "MLmodel").write_text("flavors: {}\n")
     store.client.log_artifact(run.info.run_id, str(tmp_path / "MLmodel"), "model")
     op = MLflowRegisterModelOperator(task_id="register", model_uri=f"runs:/{run.info.run_id}/model", name="m")
-    first = op.execute(context())
-    again = op.execute(context())  # same dag_id / run_id / task_id: a retry
+    first = op.execute(operator_context())
+    again = op.execute(operator_context())  # same dag_id / run_id / task_id: a retry
     assert first["version"] == again["version"] == "3"
     assert len(model.search_model_versions("name = 'm'")) == 3
     assert again["run_id"] == run.info.run_id

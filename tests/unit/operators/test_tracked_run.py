@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import socket
 from types import SimpleNamespace
 
 import pytest
@@ -122,17 +120,6 @@ def test_on_kill_while_mlflow_is_down_warns_and_does_not_raise(store, monkeypatc
 
 def _refused(*args, **kwargs):
     raise ConnectionRefusedError(111, "refused")
-
-
-@pytest.fixture
-def mlflow_down(monkeypatch) -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    conn = {"conn_type": "mlflow", "host": "127.0.0.1", "port": port, "schema": "http"}
-    conn["extra"] = {"http_max_retries": 0, "http_timeout": 5}
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DOWN", json.dumps(conn))
-    return "mlflow_down"
 
 
 def test_warn_yields_an_untracked_run_when_mlflow_is_down(mlflow_down):
