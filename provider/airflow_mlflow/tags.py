@@ -10,6 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+#: The provider's namespace: its own keys only. Users' tags may not start with it (they would
+#: overwrite a run's or a version's lineage, role or gate verdict).
+NAMESPACE = "airflow."
+
+
+def is_provider_tag(key: str) -> bool:
+    return key.startswith(NAMESPACE)
+
+
 # -- runs: one parent per DAG run, one child per task instance (map index) ------------------------
 
 #: What a run stands for: :data:`ROLE_DAG_RUN` or :data:`ROLE_TASK`.

@@ -27,6 +27,7 @@ from typing import Any
 
 from airflow_mlflow.compat import artifact_path_is_safe, mlflow_key_problem
 from airflow_mlflow.exceptions import MLflowInputError
+from airflow_mlflow.tags import NAMESPACE, is_provider_tag
 
 # MLflow's limits (mlflow.utils.validation: MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH,
 # MAX_ENTITY_KEY_LENGTH), copied so parse-time checks need no mlflow; a unit test keeps them equal.
@@ -134,6 +135,21 @@ def validate_params(params: Mapping[str, Any] | None) -> dict[str, str]:
 def validate_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     """Tags as strings, or an error naming the first bad one."""
     return _strings("tag", tags)
+
+
+def refuse_provider_tags(field: str, tags: Any) -> None:
+    """
+    A user's tags (an operator's ``tags=``) may not use the provider's ``airflow.`` namespace:
+    they would overwrite the lineage, role or verdict the provider records. Templated values wait.
+    """
+    if is_templated(tags) or not isinstance(tags, Mapping):
+        return
+    for key in tags:
+        if isinstance(key, str) and is_provider_tag(key):
+            raise MLflowInputError(
+                f"{field}: tag key {key!r} is in the {NAMESPACE}* namespace, which airflow-mlflow "
+                "writes itself; choose another key"
+            )
 
 
 def validate_registry_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:

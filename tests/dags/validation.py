@@ -5,6 +5,8 @@ artifacts must land where a user looks for them.
 * ``bad_key_log``: 150 good params and one key MLflow refuses (``a//b``).
 * ``artifact_folders``: three ``MLflowLogOperator`` tasks whose ``artifacts=`` come from the DAG
   run's conf (``as_list``, ``one_path``, ``as_mapping``), rendered as native objects.
+* ``provider_tag_log``: ``tags=`` (conf ``tags``) rendered at run time into the provider's own
+  ``airflow.*`` namespace.
 * ``artifact_refused``: ``artifacts=`` (conf ``plots``) holds a file MLflow's artifact server
   refuses to store.
 """
@@ -47,6 +49,18 @@ def _artifact_refused():
     MLflowLogOperator(task_id="log", params={"p": 1}, artifacts="{{ dag_run.conf['plots'] }}")
 
 
+@dag(
+    dag_id="provider_tag_log",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    render_template_as_native_obj=True,
+)
+def _provider_tag_log():
+    MLflowLogOperator(task_id="log", params={"p": 1}, tags="{{ dag_run.conf['tags'] }}")
+
+
 bad_key_log = _bad_key_log()
 artifact_folders = _artifact_folders()
 artifact_refused = _artifact_refused()
+provider_tag_log = _provider_tag_log()

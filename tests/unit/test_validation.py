@@ -243,12 +243,26 @@ def test_model_version_tags_take_registry_lengths(hook, store, run_id):
         ({"params": {"text": "x" * 6001}}, "param 'text' value is 6001 characters; MLflow allows 6000"),
         ({"artifacts": 3}, "artifacts must be a path, a list of paths or a mapping"),
         ({"step": "3"}, "step must be an integer, got str '3'"),
+        ({"tags": {"airflow.dag_id": "x"}}, "tags: tag key 'airflow.dag_id' is in the airflow.* namespace"),
     ],
 )
 def test_literal_values_fail_at_parse_time(kwargs, message):
     with pytest.raises(MLflowInputError) as err:
         MLflowLogOperator(task_id="log", **kwargs)
     assert message in str(err.value)
+
+
+def test_register_refuses_tags_in_the_providers_namespace_at_parse_time():
+    from airflow_mlflow import MLflowRegisterModelOperator
+
+    with pytest.raises(MLflowInputError, match="tag key 'airflow.run_id' is in the airflow.. namespace"):
+        MLflowRegisterModelOperator(task_id="r", model_uri="m:/1", name="m", tags={"airflow.run_id": "1"})
+
+
+def test_a_rendered_tag_in_the_providers_namespace_fails_before_writing(store, airflow_db):
+    dag_run = run(dags.provider_tag_log, tags={"airflow.role": "dag_run", "team": "a"})
+    assert states(dag_run) == {"log": "failed"}
+    assert_nothing_written(store, "provider_tag_log")
 
 
 def test_non_finite_param_and_tag_literals_serialize_as_strict_json():

@@ -17,7 +17,7 @@ from airflow_mlflow.champion import (
 )
 from airflow_mlflow.links.mlflow import MLflowModelVersionLink, push_version_link
 from airflow_mlflow.operators.base import DEFAULT_CONN_ID, MLflowBaseOperator
-from airflow_mlflow.validation import normalize_stage
+from airflow_mlflow.validation import normalize_stage, refuse_provider_tags
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, Context
@@ -96,6 +96,7 @@ class MLflowRegisterModelOperator(_RegistryOperator):
     ) -> None:
         self.name = name
         self.model_uri = model_uri
+        refuse_provider_tags("tags", tags)
         self.tags = tags or {}
         self.description = description
         self.stage = normalize_stage(stage) if stage else None
@@ -107,6 +108,7 @@ class MLflowRegisterModelOperator(_RegistryOperator):
         return model_asset(self.name, mlflow_conn_id=self.mlflow_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        refuse_provider_tags("tags", self.tags)
         push_version_link(context, self.hook, self.name, None)
         actor = self._actor(context)
         lineage = actor.lineage_tags()

@@ -18,6 +18,7 @@ from airflow_mlflow.validation import (
     artifact_items,
     check_literals,
     is_templated,
+    refuse_provider_tags,
     serializable_literals,
     validate_artifact_folder,
     validate_artifact_tree,
@@ -100,6 +101,7 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
         # What is known before rendering is checked now, when the DAG is parsed (a NaN literal
         # would otherwise break DAG serialization first); templated values at run time.
         check_literals(params=mlflow_params, metrics=metrics, tags=tags)
+        refuse_provider_tags("tags", tags)
         if not is_templated(artifacts):
             artifact_items(artifacts)
         step = validate_step(step)
@@ -135,6 +137,7 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
         params = validate_params(self.mlflow_params)
         metrics = validate_metrics(self.metrics)
         tags = validate_tags(self.tags)
+        refuse_provider_tags("tags", tags)
         targets = self._artifact_targets()
         with self.tracked_run(context, run_id=self.run_id) as run:
             if run.tracked:
