@@ -34,6 +34,7 @@ def test_lifecycle_against_a_real_server(mlflow_server, monkeypatch):
 
 
 @pytest.mark.parametrize("attempt", range(3))
+@pytest.mark.filterwarnings("ignore:.*transition_model_version_stage:FutureWarning")  # the setup's own stage
 def test_racing_promotions_leave_one_champion_and_one_production(mlflow_server, tmp_path, attempt):
     client = MlflowClient(mlflow_server.url)
     model = f"race_model_{attempt}"
