@@ -88,6 +88,23 @@ def champion(client, name="gate_model") -> str:
     return str(client.get_model_version_by_alias(name, "champion").version)
 
 
+def assert_gate_timed_out(client, dag_run, model: str) -> None:
+    """The gate timed out (soft_fail: skipped): no verdict on the version, nothing promoted."""
+    from mlflow.exceptions import MlflowException
+
+    assert states(dag_run) == {
+        "train": "success",
+        "register": "success",
+        "gate": "skipped",
+        "promote": "skipped",
+    }
+    (version,) = versions(client, model).values()
+    assert version.current_stage == "Staging"
+    assert "airflow.gate.status" not in version.tags  # no verdict: it never decided
+    with pytest.raises(MlflowException, match="alias champion not found"):
+        champion(client, model)
+
+
 def check_lifecycle(run, client) -> None:
     """v1 promoted; worse v2 rejected, nothing changes; better v3 promoted; rollback restores v1."""
     from tests.dags import registry as dags

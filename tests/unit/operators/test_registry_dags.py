@@ -6,10 +6,9 @@ import threading
 import time
 
 import pytest
-from mlflow.exceptions import MlflowException
 
 from airflow_mlflow.plugins import listener
-from tests.assertions import champion, check_lifecycle, states, versions, xcom_value
+from tests.assertions import assert_gate_timed_out, champion, check_lifecycle, states, versions, xcom_value
 from tests.dags import registry as dags
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -106,15 +105,4 @@ def test_waiting_gate_passes_once_the_metric_appears(store, dag_name, model):
 
 
 def test_a_timed_out_gate_never_promotes(store):
-    dag_run = run(dags.gate_timeout)
-    assert states(dag_run) == {
-        "train": "success",
-        "register": "success",
-        "gate": "skipped",
-        "promote": "skipped",
-    }
-    (version,) = versions(store.client, "timeout_model").values()
-    assert version.current_stage == "Staging"
-    assert "airflow.gate.status" not in version.tags  # no verdict: it never decided
-    with pytest.raises(MlflowException, match="alias champion not found"):
-        champion(store.client, "timeout_model")
+    assert_gate_timed_out(store.client, run(dags.gate_timeout), "timeout_model")

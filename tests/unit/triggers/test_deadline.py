@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from mlflow.exceptions import MlflowException
 
 from airflow_mlflow.gate import GateSpec
 from airflow_mlflow.plugins import listener
 from airflow_mlflow.triggers.metric_threshold import MLflowMetricThresholdTrigger
-from tests.assertions import champion, states, versions
+from tests.assertions import assert_gate_timed_out
 from tests.dags import registry as dags
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -23,17 +22,7 @@ def test_deferrable_gate_times_out_under_dag_test_and_never_promotes(store):
     dag_run = dags.gate_deferred_timeout.test()
     listener.drain()
     # Same outcome as the poke-mode gate_timeout: soft_fail turns the timeout into a skip.
-    assert states(dag_run) == {
-        "train": "success",
-        "register": "success",
-        "gate": "skipped",
-        "promote": "skipped",
-    }
-    (version,) = versions(store.client, "deferred_timeout_model").values()
-    assert version.current_stage == "Staging"
-    assert "airflow.gate.status" not in version.tags  # no verdict: it never decided
-    with pytest.raises(MlflowException, match="alias champion not found"):
-        champion(store.client, "deferred_timeout_model")
+    assert_gate_timed_out(store.client, dag_run, "deferred_timeout_model")
 
 
 def test_deadline_survives_serialization():
