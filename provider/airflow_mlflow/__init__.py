@@ -26,6 +26,8 @@ _EXPORTS = {
     "MLflowMetricThresholdTrigger": "airflow_mlflow.triggers.metric_threshold",
     "model_asset": "airflow_mlflow.assets",
     "mlflow_task": "airflow_mlflow.decorators.mlflow",
+    "enable_tracking": "airflow_mlflow.tracking",
+    "disable_tracking": "airflow_mlflow.tracking",
     "MLflowProviderError": "airflow_mlflow.exceptions",
     "MLflowInputError": "airflow_mlflow.exceptions",
     "MLflowConnectionConfigError": "airflow_mlflow.exceptions",

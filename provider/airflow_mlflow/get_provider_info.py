@@ -92,7 +92,16 @@ def get_provider_info() -> dict:
                         "type": "string",
                         "example": "mlflow_default",
                         "default": "mlflow_default",
-                    }
+                    },
+                    "track_all_tasks": {
+                        "description": "Give every task of every DAG a child run under its DAG run's "
+                        "parent run, whatever its operator, unless disable_tracking() excludes it "
+                        "(default: only tasks opted in with airflow_mlflow.enable_tracking()).",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
+                    },
                 },
             }
         },

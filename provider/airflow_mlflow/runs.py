@@ -181,12 +181,16 @@ def open_task_run(
     experiment_name: str | None = None,
     nested: bool = True,
     run_id: str | None = None,
+    find_existing: bool = False,
 ) -> TaskRun:
     """
     Start (or, on a retry, reopen) the task instance's run; with ``run_id``, use that run as is.
 
     The attempt's start is recorded (``airflow.try.<n>.start``), and a retry closes the earlier
     attempts the run still shows as running or does not show at all.
+
+    ``find_existing``: look for the task instance's run even on a first try (the listener: a
+    deferred or rescheduled task resumes with the same try number and keeps its run and start).
     """
     started = now_ms()
     if run_id:
@@ -212,9 +216,12 @@ def open_task_run(
     if parent_id:
         tags[PARENT] = parent_id
     # A first try has no run yet (clearing a task also raises its try number): skip the search.
-    existing = hook.find_runs(experiment_id, {TI_KEY: ctx.ti_key}) if ctx.try_number > 1 else []
+    searched = ctx.try_number > 1 or find_existing
+    existing = hook.find_runs(experiment_id, {TI_KEY: ctx.ti_key}) if searched else []
     if existing:
         run = existing[0]
+        if run.tags.get(TRY_NUMBER) == str(ctx.try_number):  # the same attempt resumes
+            tags.pop(try_tag(ctx.try_number, "start"), None)
         tags = {**earlier_attempts(run.tags, ctx.try_number), **tags}
         hook.set_run_status(run.run_id, "RUNNING")
         hook.log_batch(run.run_id, tags={k: v for k, v in tags.items() if run.tags.get(k) != v})

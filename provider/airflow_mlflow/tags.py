@@ -41,6 +41,14 @@ LOGICAL_DATE = "airflow.logical_date"
 #: Link back to the DAG run (parent) or the task instance (child) in Airflow's UI.
 URL = "airflow.url"
 #: Per-try record on a child run: ``airflow.try.<n>.<field>``, one of :data:`TRY_FIELDS`.
+#: A task the listener tracks (any operator): its operator class, and its ``custom_operator_name``.
+OPERATOR = "airflow.operator"
+OPERATOR_NAME = "airflow.operator_name"
+#: Params of a listener-tracked task: its rendered template fields, ``airflow.field.<name>``.
+FIELD_PARAM_PREFIX = "airflow.field."
+#: Metric of a listener-tracked task: how long the attempt ran (seconds).
+DURATION_METRIC = "airflow.duration_s"
+
 TRY_PREFIX = "airflow.try."
 TRY_FIELDS = ("state", "start", "end", "error", "note")
 

@@ -27,6 +27,7 @@ from airflow.listeners import hookimpl
 from airflow_mlflow.plugins import retry_worker
 from airflow_mlflow.plugins.finalization import Finalization, Sweep
 from airflow_mlflow.plugins.retry_worker import EXIT_WAIT_S
+from airflow_mlflow.tracking import is_tracked, listener_target
 
 
 def tracked_targets(dag: Any) -> set[tuple[str, str | None]]:
@@ -36,6 +37,8 @@ def tracked_targets(dag: Any) -> set[tuple[str, str | None]]:
         partial = getattr(task, "partial_kwargs", None) or {}
         conn_id = getattr(task, "mlflow_conn_id", None) or partial.get("mlflow_conn_id")
         if conn_id is None and not _is_tracked(task):
+            if is_tracked(task):  # tracked by the task-process hooks below
+                targets.add(listener_target())
             continue
         targets.add(
             (
@@ -53,10 +56,14 @@ _RUN_OPENERS = {"_MLflowDecoratedOperator", "MLflowLogOperator"}
 def tracked_tasks(dag: Any) -> dict[tuple[str, str | None], set[str]]:
     """
     ``(mlflow_conn_id, experiment_name) -> task ids`` of the tasks of ``dag`` that open a run of
-    their own per task instance (not registry operators, nor ``run_id=`` loggers).
+    their own per task instance (not registry operators, nor ``run_id=`` loggers), or that the
+    task-process hooks track (:func:`airflow_mlflow.tracking.is_tracked`).
     """
     found: dict[tuple[str, str | None], set[str]] = {}
     for task in getattr(dag, "tasks", None) or ():
+        if is_tracked(task):
+            found.setdefault(listener_target(), set()).add(task.task_id)
+            continue
         task_type = getattr(task, "task_type", None) or type(task).__name__
         partial = getattr(task, "partial_kwargs", None) or {}
         if task_type not in _RUN_OPENERS or (getattr(task, "run_id", None) or partial.get("run_id")):
@@ -142,3 +149,70 @@ def on_dag_run_success(dag_run: Any, msg: str) -> None:
 @hookimpl
 def on_dag_run_failed(dag_run: Any, msg: str) -> None:
     _submit(dag_run, succeeded=False)
+
+
+# Task-process hooks: any operator's task instance, opted in (airflow_mlflow.tracking). Thin shims:
+# the MLflow side is imported only for a tracked task, and nothing they raise reaches the task
+# (Airflow logs a listener's error, but pluggy would skip the other listeners after it).
+
+
+def _tracked_ti(task_instance: Any) -> bool:
+    # Core calls these hooks with a models.TaskInstance too (manual state changes): not ours.
+    if type(task_instance).__name__ != "RuntimeTaskInstance":
+        return False
+    task = getattr(task_instance, "task", None)
+    return task is not None and is_tracked(task)
+
+
+def _safely(what: str, call: Any, *args: Any) -> None:
+    try:
+        call(*args)
+    except Exception as err:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "MLflow tracking of this task %s failed (the task is not affected): %s",
+            what,
+            f"{type(err).__name__}: {err}"[:300],
+        )
+
+
+@hookimpl
+def on_task_instance_running(previous_state: Any, task_instance: Any) -> None:
+    try:
+        if not _tracked_ti(task_instance):
+            return
+        from airflow_mlflow.plugins import task_tracking
+    except Exception as err:
+        _safely("setup", _raise, err)
+        return
+    _safely("start", task_tracking.start, task_instance)
+
+
+@hookimpl
+def on_task_instance_success(previous_state: Any, task_instance: Any) -> None:
+    _finish(task_instance, "success", None)
+
+
+@hookimpl
+def on_task_instance_failed(previous_state: Any, task_instance: Any, error: Any) -> None:
+    _finish(task_instance, "failed", error)
+
+
+@hookimpl
+def on_task_instance_skipped(previous_state: Any, task_instance: Any) -> None:
+    _finish(task_instance, "success", None)
+
+
+def _finish(task_instance: Any, outcome: str, error: Any) -> None:
+    import sys
+
+    # Only a process whose running hook opened a run has the module loaded (nothing else to do).
+    module = sys.modules.get("airflow_mlflow.plugins.task_tracking")
+    if module is None or type(task_instance).__name__ != "RuntimeTaskInstance":
+        return
+    _safely("end", module.finish, task_instance, outcome, error)
+
+
+def _raise(err: BaseException) -> None:
+    raise err

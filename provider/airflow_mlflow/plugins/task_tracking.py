@@ -1,0 +1,151 @@
+"""
+A child run for a task of any operator class, opted in (:mod:`airflow_mlflow.tracking`).
+
+Called by the task-process hooks of :mod:`airflow_mlflow.plugins.listener`, in the task's own
+process, right after Airflow rendered the task's template fields and before ``execute``; then
+after the terminal state is known. The run is the one ``@task.mlflow`` would open (same tags,
+parent, retries: :func:`airflow_mlflow.runs.open_task_run`), plus what Airflow knows about the
+task: its operator class (tags), its rendered template fields (params) and the attempt's
+duration (metric). A field Airflow masks, even in part, is never logged.
+
+A deferred or rescheduled task leaves its run open (Airflow has no hook for it) and finds it
+again, by its task-instance key, when it resumes with the same try number.
+
+One task instance runs per task process, so the open attempt is kept at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlflow.links.mlflow import RUN_XCOM_KEY
+from airflow_mlflow.tags import DURATION_METRIC, FIELD_PARAM_PREFIX, OPERATOR, OPERATOR_NAME
+
+if TYPE_CHECKING:
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+    from airflow_mlflow.operators.base import TrackedRun
+
+log = logging.getLogger(__name__)
+
+#: MLflow's limits (mlflow.utils.validation): a param key's and a param value's length.
+MAX_KEY_LENGTH = 250
+MAX_VALUE_LENGTH = 6000
+TRUNCATED = "...(truncated)"
+
+#: The attempt this process tracks, and the hook it uses: ``(ti_key, hook, tracked)``.
+_current: tuple[str, MLflowHook, TrackedRun] | None = None
+
+
+def start(ti: Any) -> None:
+    """Open (or reopen) the task instance's run and log what Airflow knows of the task."""
+    global _current
+    from airflow_mlflow.operators.base import TrackedRun, make_hook
+    from airflow_mlflow.runs import TaskRunContext, open_task_run
+    from airflow_mlflow.tracking import listener_target
+
+    _current = None
+    task = ti.task
+    context = ti.get_template_context()
+    ctx = TaskRunContext.from_context(context)
+    conn_id, experiment_name = listener_target()
+    hook = make_hook(conn_id)
+    _set_attr(task, "_run_recorded", False)
+    tracked = TrackedRun(ctx)
+    tracked.run = open_task_run(hook, ctx, experiment_name=experiment_name, find_existing=True)
+    _current = (ctx.ti_key, hook, tracked)
+    ti.xcom_push(key=RUN_XCOM_KEY, value=tracked.run.to_json())
+    _set_attr(task, "_run_recorded", True)
+    known = tracked.run.params or {}
+    params = {k: v for k, v in rendered_params(task).items() if known.get(k, v) == v}
+    hook.log_batch(tracked.run.run_id, params=params, tags=operator_tags(task), known_params=known)
+    log.info(
+        "MLflow run %s (experiment %s) %s",
+        tracked.run.run_id,
+        tracked.run.experiment_id,
+        tracked.run.run_url or "",
+    )
+
+
+def finish(ti: Any, outcome: str, error: Any = None) -> None:
+    """End the attempt this process opened: its duration, then FINISHED, FAILED or KILLED."""
+    global _current
+    from airflow_mlflow.runs import TaskRunContext
+
+    if _current is None:
+        return
+    ti_key, hook, tracked = _current
+    ctx = TaskRunContext.from_context(ti.get_template_context())
+    if ctx.ti_key != ti_key:
+        return
+    _current = None
+    if outcome == "failed" and _killed(error):
+        outcome = "killed"
+    duration = _duration_s(ti)
+    if duration is not None and tracked.run is not None:
+        hook.log_batch(tracked.run.run_id, metrics={DURATION_METRIC: duration})
+    tracked.close(hook, outcome, error if isinstance(error, BaseException) else None)
+
+
+def operator_tags(task: Any) -> dict[str, str]:
+    tags = {OPERATOR: f"{type(task).__module__}.{type(task).__qualname__}"}
+    name = getattr(task, "custom_operator_name", None) or getattr(task, "task_type", None)
+    if name:
+        tags[OPERATOR_NAME] = str(name)
+    return tags
+
+
+def rendered_params(task: Any) -> dict[str, str]:
+    """
+    The task's rendered template fields as params, in the JSON form Airflow's UI shows them
+    (``[core] max_templated_field_length`` applies). A field Airflow would mask, by its name or
+    because a registered secret appears in it, is left out: logging ``***`` would say nothing.
+    """
+    from airflow.sdk._shared.secrets_masker import redact, should_hide_value_for_key
+    from airflow.sdk.execution_time.task_runner import _serialize_template_field
+
+    params: dict[str, str] = {}
+    for field in getattr(task, "template_fields", ()) or ():
+        if should_hide_value_for_key(field):
+            continue
+        try:
+            value = _serialize_template_field(getattr(task, field), field)
+        except Exception:
+            continue
+        if value is None or value in ("", [], {}):
+            continue
+        if redact(value, field) != value:
+            continue
+        key = f"{FIELD_PARAM_PREFIX}{field}"
+        if len(key) > MAX_KEY_LENGTH:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+        if len(text) > MAX_VALUE_LENGTH:
+            text = text[: MAX_VALUE_LENGTH - len(TRUNCATED)] + TRUNCATED
+        params[key] = text
+    return params
+
+
+def _duration_s(ti: Any) -> float | None:
+    start, end = getattr(ti, "start_date", None), getattr(ti, "end_date", None)
+    if start is None:
+        return None
+    if end is None:
+        from datetime import UTC, datetime
+
+        end = datetime.now(UTC)
+    return max((end - start).total_seconds(), 0.0)
+
+
+def _killed(error: Any) -> bool:
+    from airflow.sdk.exceptions import AirflowTaskTerminated, AirflowTaskTimeout
+
+    return isinstance(error, (AirflowTaskTimeout, AirflowTaskTerminated))
+
+
+def _set_attr(task: Any, name: str, value: Any) -> None:
+    try:
+        setattr(task, name, value)
+    except Exception:  # an operator that refuses new attributes: the link then reads the XCom
+        pass

@@ -1,0 +1,95 @@
+"""Tasks of any operator class, opted in, get the child run ``@task.mlflow`` would (issue 12)."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_mlflow.plugins import listener
+from tests.assertions import runs_of_dag_run
+from tests.dags import any_task
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+
+@pytest.fixture(autouse=True)
+def fresh_listener():
+    listener.reset()
+    yield
+    listener.reset()
+
+
+def _runs(store, dag, dag_run):
+    exp = store.client.get_experiment_by_name(dag.dag_id)
+    if exp is None:
+        return [], []
+    runs = runs_of_dag_run(store.client, dag.dag_id, dag_run.run_id)
+    parents = [r for r in runs if r.data.tags.get("airflow.role") == "dag_run"]
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("airflow.role") == "task"}
+    return parents, children
+
+
+def _run(dag):
+    dag_run = dag.test()
+    listener.drain()
+    return dag_run
+
+
+def test_an_opted_in_dag_gets_one_parent_and_a_child_per_task_instance(store):
+    dag_run = _run(any_task.mixed)
+    assert dag_run.state == "success"
+    parents, children = _runs(store, any_task.mixed, dag_run)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(children) == ["bash", "fold[0]", "fold[1]", "prepare", "report", "train"]
+    for name, child in children.items():
+        tags = child.data.tags
+        assert child.info.status == "FINISHED", name
+        assert tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert tags["airflow.try_number"] == "1" and tags["airflow.try.1.state"] == "success"
+    bash = children["bash"]
+    assert bash.data.tags["airflow.operator"] == ("airflow.providers.standard.operators.bash.BashOperator")
+    assert bash.data.params["airflow.field.bash_command"] == "echo rows=7"
+    assert "airflow.duration_s" in bash.data.metrics
+    assert children["prepare"].data.params["airflow.field.op_kwargs"] == '{"rows": 42}'
+    assert children["fold[1]"].data.tags["airflow.map_index"] == "1"
+    # The provider's own task opened its run itself, once: no second run from the listener.
+    assert children["train"].data.metrics["score"] == 0.9
+    assert "airflow.operator" not in children["train"].data.tags
+
+
+def test_a_secret_in_a_templated_field_is_never_logged(store):
+    dag_run = _run(any_task.mixed)
+    _, children = _runs(store, any_task.mixed, dag_run)
+    for child in children.values():
+        data = child.data
+        assert "airflow.field.env" not in data.params
+        for value in (*data.params.values(), *data.tags.values()):
+            assert "hunter2" not in value
+
+
+def test_disable_tracking_excludes_a_task(store):
+    dag_run = _run(any_task.partly)
+    _, children = _runs(store, any_task.partly, dag_run)
+    assert "report" not in children and "bash" in children and "train" in children
+
+
+def test_a_dag_without_opt_in_gets_no_runs_but_its_own_mlflow_task(store):
+    dag_run = _run(any_task.plain)
+    _, children = _runs(store, any_task.plain, dag_run)
+    assert sorted(children) == ["train"]
+
+
+def test_track_all_tasks_tracks_an_unmodified_dag(store, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__MLFLOW__TRACK_ALL_TASKS", "True")
+    dag_run = _run(any_task.plain)
+    parents, children = _runs(store, any_task.plain, dag_run)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(children) == ["bash", "fold[0]", "fold[1]", "prepare", "report", "train"]
+
+
+def test_a_failed_task_ends_its_run_failed(store):
+    dag_run = _run(any_task.failing)
+    assert dag_run.state == "failed"
+    parents, children = _runs(store, any_task.failing, dag_run)
+    assert children["bash"].info.status == "FAILED"
+    assert children["bash"].data.tags["airflow.try.1.state"] == "failed"
+    assert parents[0].info.status == "FAILED"
