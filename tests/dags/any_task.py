@@ -60,3 +60,15 @@ mixed = mixed_dag("any_task_mixed")
 partly = mixed_dag("any_task_partly", skip_report=True)
 plain = mixed_dag("any_task_plain", opt_in=False)
 failing = mixed_dag("any_task_failing", fail_bash=True)
+
+
+@dag(dag_id="any_task_secrets", schedule=None, start_date=START, catchup=False)
+def _secrets():
+    BashOperator(
+        task_id="uses_secrets",
+        bash_command="test -n '{{ conn.secret_db.password }}' && test -n '{{ var.value.api_password }}'",
+    )
+    BashOperator(task_id="plain", bash_command="echo fine")
+
+
+secrets = enable_tracking(_secrets())

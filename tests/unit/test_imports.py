@@ -76,11 +76,13 @@ EXECUTE_TIME_MODULES = {
     "airflow_mlflow.gate",
     "airflow_mlflow.triggers.metric_threshold",
     "airflow_mlflow.triggers.registry",
+    "airflow_mlflow.plugins.task_tracking",
 }
 
 
 def test_dag_files_using_the_operators_do_not_import_the_hook_layer():
-    files = example_dag_files() + [str(ROOT / "tests" / "dags" / n) for n in ("tracked.py", "registry.py")]
+    dag_files = ("tracked.py", "registry.py", "any_task.py")
+    files = example_dag_files() + [str(ROOT / "tests" / "dags" / n) for n in dag_files]
     out = subprocess.run(
         [sys.executable, "-c", LAYERS_PROBE, *files], capture_output=True, text=True, check=True, cwd=ROOT
     )

@@ -93,3 +93,51 @@ def test_a_failed_task_ends_its_run_failed(store):
     assert children["bash"].info.status == "FAILED"
     assert children["bash"].data.tags["airflow.try.1.state"] == "failed"
     assert parents[0].info.status == "FAILED"
+
+
+def test_a_connection_or_variable_password_rendered_into_a_field_is_never_logged(store, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SECRET_DB", "postgres://user:s3cr3t-pw@db:5432/x")
+    monkeypatch.setenv("AIRFLOW_VAR_API_PASSWORD", "hunter2-var")
+    dag_run = _run(any_task.secrets)
+    assert dag_run.state == "success"
+    _, children = _runs(store, any_task.secrets, dag_run)
+    assert sorted(children) == ["plain", "uses_secrets"]
+    assert children["plain"].data.params["airflow.field.bash_command"] == "echo fine"
+    data = children["uses_secrets"].data
+    assert "airflow.field.bash_command" not in data.params
+    for value in (*data.params.values(), *data.tags.values()):
+        assert "s3cr3t-pw" not in value and "hunter2-var" not in value and "***" not in value
+
+
+def test_a_tracking_error_never_reaches_the_task(store, monkeypatch, caplog):
+    from airflow_mlflow import runs
+
+    real = runs.open_task_run
+
+    def broken(*args, **kwargs):
+        if kwargs.get("find_existing"):  # the listener's calls; @task.mlflow's own still work
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "open_task_run", broken)
+    dag_run = _run(any_task.partly)
+    assert dag_run.state == "success"
+    warnings = [r for r in caplog.records if "MLflow tracking of this task start failed" in r.message]
+    assert len(warnings) == 4  # one each: prepare, bash, fold[0], fold[1]
+    # The end of the DAG run records the attempts that never reached MLflow, as for an outage.
+    _, children = _runs(store, any_task.partly, dag_run)
+    assert children["bash"].data.tags["airflow.try.1.state"] == "success"
+
+
+def test_a_resumed_attempt_reuses_its_run_and_start(store):
+    """A deferred task resumes in a new process with the same try number (no hook in between)."""
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+    from airflow_mlflow.runs import TaskRunContext, open_task_run
+
+    hook = MLflowHook()
+    ctx = TaskRunContext(dag_id="d", run_id="manual__1", task_id="wait")
+    first = open_task_run(hook, ctx, find_existing=True)
+    start = hook.get_run(first.run_id).tags["airflow.try.1.start"]
+    again = open_task_run(hook, ctx, find_existing=True)
+    assert again.run_id == first.run_id
+    assert hook.get_run(first.run_id).tags["airflow.try.1.start"] == start
