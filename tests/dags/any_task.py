@@ -72,3 +72,16 @@ def _secrets():
 
 
 secrets = enable_tracking(_secrets())
+
+
+@dag(dag_id="any_task_script", schedule=None, start_date=START, catchup=False)
+def _script():
+    """An unmodified MLflow script run by a BashOperator: it knows nothing of Airflow."""
+    import shlex
+    import sys
+
+    script = "import mlflow; mlflow.log_metric('m', 1.5); mlflow.log_param('p', 'x')"
+    BashOperator(task_id="train", bash_command=f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}")
+
+
+script = enable_tracking(_script())

@@ -97,8 +97,36 @@ class MLflowHookBase(BaseHook):
         Point MLflow's fluent API (``mlflow.log_*`` in user code) at this connection, with its
         credentials, for the duration of the block; the previous state is restored after.
         """
+        uris = self._fluent_env()
+        if self.config.embedded:
+            _prepare_embedded_store(self.config)
+        with (
+            scoped_environment({**_credential_env(self.config), **uris}),
+            compat.use_tracking_uri(self.config.tracking_uri),
+        ):
+            yield
+
+    def child_env(self, run_id: str, experiment_id: str, experiment_name: str) -> dict[str, str]:
+        """
+        The environment a child process needs for MLflow's fluent API (``mlflow.start_run()``,
+        autolog) to write into ``run_id``: this connection's URIs and credentials, and the run.
+        For the child's own environment only: never put it in ``os.environ`` of a shared process.
+        """
+        if self.config.embedded:
+            _prepare_embedded_store(self.config)
+        env = {
+            **_credential_env(self.config),
+            **self._fluent_env(),
+            "MLFLOW_RUN_ID": run_id,
+            "MLFLOW_EXPERIMENT_ID": experiment_id,
+            # A worker-wide MLFLOW_EXPERIMENT_NAME would contradict the run's experiment.
+            "MLFLOW_EXPERIMENT_NAME": experiment_name,
+        }
+        return {key: value for key, value in env.items() if value is not None}
+
+    def _fluent_env(self) -> dict[str, str | None]:
         budget = self.config.http_budget
-        uris = {
+        return {
             "MLFLOW_TRACKING_URI": self.config.tracking_uri,
             "MLFLOW_REGISTRY_URI": self.config.registry_uri,
             # Else MLflow reads a run back when it ends, to print its URL: the task log has it.
@@ -109,13 +137,6 @@ class MLflowHookBase(BaseHook):
             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(round(budget.backoff_factor)),
             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(budget.timeout))),
         }
-        if self.config.embedded:
-            _prepare_embedded_store(self.config)
-        with (
-            scoped_environment({**_credential_env(self.config), **uris}),
-            compat.use_tracking_uri(self.config.tracking_uri),
-        ):
-            yield
 
     def _rest_get(self, endpoint: str, params: Mapping[str, str]) -> dict:
         """GET a JSON endpoint of the tracking server with this hook's credentials."""

@@ -26,6 +26,7 @@ from airflow_mlflow.tags import DURATION_METRIC, FIELD_PARAM_PREFIX, OPERATOR, O
 if TYPE_CHECKING:
     from airflow_mlflow.hooks.mlflow import MLflowHook
     from airflow_mlflow.operators.base import TrackedRun
+    from airflow_mlflow.runs import TaskRun
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def start(ti: Any) -> None:
     """Open (or reopen) the task instance's run and log what Airflow knows of the task."""
     global _current
     from airflow_mlflow.operators.base import TrackedRun, make_hook
-    from airflow_mlflow.runs import TaskRunContext, open_task_run
+    from airflow_mlflow.runs import TaskRunContext, open_task_run, resolve_experiment_name
     from airflow_mlflow.tracking import listener_target
 
     _current = None
@@ -66,6 +67,9 @@ def start(ti: Any) -> None:
         tracked.run.experiment_id,
         tracked.run.run_url or "",
     )
+    exported = export_env(task, hook, tracked.run, resolve_experiment_name(hook, experiment_name, ctx.dag_id))
+    if exported:
+        log.info("MLflow: the task's child process writes into this run (%s)", ", ".join(sorted(exported)))
 
 
 def finish(ti: Any, outcome: str, error: Any = None) -> None:
@@ -86,6 +90,32 @@ def finish(ti: Any, outcome: str, error: Any = None) -> None:
     if duration is not None and tracked.run is not None:
         hook.log_batch(tracked.run.run_id, metrics={DURATION_METRIC: duration})
     tracked.close(hook, outcome, error if isinstance(error, BaseException) else None)
+
+
+def export_env(task: Any, hook: MLflowHook, run: TaskRun, experiment_name: str) -> list[str]:
+    """
+    Give the process a BashOperator (``@task.bash``) starts the MLflow environment of ``run``, so
+    that unmodified code calling ``mlflow.start_run()`` writes into it. Returns the names set.
+
+    The task's ``get_env`` is wrapped on the copy Airflow prepared for this attempt: ``env`` (a
+    template field, rendered again and re-sent by ``@task.bash``) stays as the user wrote it, and
+    nothing enters ``os.environ`` of this process. Keys the user set in ``env`` win.
+    """
+    try:
+        from airflow.providers.standard.operators.bash import BashOperator
+    except ImportError:  # pragma: no cover - the standard provider is not installed
+        return []
+    if not isinstance(task, BashOperator):
+        return []
+    extra = hook.child_env(run.run_id, run.experiment_id, experiment_name)
+    original = task.get_env
+
+    def get_env(context: Any) -> dict[str, str]:
+        mine = set(getattr(task, "env", None) or ())
+        return {**original(context), **{k: v for k, v in extra.items() if k not in mine}}
+
+    task.get_env = get_env
+    return list(extra)
 
 
 def operator_tags(task: Any) -> dict[str, str]:

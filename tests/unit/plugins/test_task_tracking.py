@@ -141,3 +141,41 @@ def test_a_resumed_attempt_reuses_its_run_and_start(store):
     again = open_task_run(hook, ctx, find_existing=True)
     assert again.run_id == first.run_id
     assert hook.get_run(first.run_id).tags["airflow.try.1.start"] == start
+
+
+def test_an_unmodified_script_in_a_bash_operator_logs_into_the_tasks_run(store):
+    import os
+
+    before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    dag_run = _run(any_task.script)
+    assert dag_run.state == "success"
+    parents, children = _runs(store, any_task.script, dag_run)
+    assert sorted(children) == ["train"] and len(parents) == 1
+    train = children["train"]
+    assert train.info.status == "FINISHED"
+    assert train.data.metrics["m"] == 1.5 and train.data.params["p"] == "x"
+    assert train.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+    # Nothing entered this process's environment; ``env`` stays as the DAG wrote it (no field).
+    assert {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")} == before
+    assert "airflow.field.env" not in train.data.params
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+
+    (ti,) = dag_run.get_task_instances()
+    rendered = RenderedTaskInstanceFields.get_templated_fields(ti)
+    assert "MLFLOW_" not in str(rendered) and rendered["env"] is None
+
+
+def test_the_child_environment_carries_credentials_and_the_run_only():
+    from airflow.sdk import Connection
+
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+
+    conn = Connection(conn_id="c", conn_type="mlflow", host="https://h", login="u", password="pw-123")
+    env = MLflowHook.from_connection(conn, "c").child_env("r1", "7", "exp")
+    assert env["MLFLOW_TRACKING_USERNAME"] == "u" and env["MLFLOW_TRACKING_PASSWORD"] == "pw-123"
+    assert (env["MLFLOW_RUN_ID"], env["MLFLOW_EXPERIMENT_ID"], env["MLFLOW_EXPERIMENT_NAME"]) == (
+        "r1",
+        "7",
+        "exp",
+    )
+    assert "MLFLOW_TRACKING_TOKEN" not in env and all(isinstance(v, str) for v in env.values())
