@@ -85,3 +85,11 @@ def _script():
 
 
 script = enable_tracking(_script())
+
+
+@dag(dag_id="any_task_retry", schedule=None, start_date=START, catchup=False)
+def _retry():
+    BashOperator(task_id="flaky", bash_command="test {{ ti.try_number }} -gt 1", retries=1, retry_delay=0)
+
+
+retry = enable_tracking(_retry())

@@ -179,3 +179,13 @@ def test_the_child_environment_carries_credentials_and_the_run_only():
         "exp",
     )
     assert "MLFLOW_TRACKING_TOKEN" not in env and all(isinstance(v, str) for v in env.values())
+
+
+def test_a_retried_task_reuses_its_run(store):
+    dag_run = _run(any_task.retry)
+    assert dag_run.state == "success"
+    _, children = _runs(store, any_task.retry, dag_run)
+    (flaky,) = children.values()
+    tags = flaky.data.tags
+    assert flaky.info.status == "FINISHED" and tags["airflow.try_number"] == "2"
+    assert tags["airflow.try.1.state"] == "failed" and tags["airflow.try.2.state"] == "success"
