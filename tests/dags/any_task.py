@@ -93,3 +93,21 @@ def _retry():
 
 
 retry = enable_tracking(_retry())
+
+
+def _external_train() -> None:
+    import mlflow
+
+    mlflow.log_metric("ext", 2.5)
+
+
+@dag(dag_id="any_task_external", schedule=None, start_date=START, catchup=False)
+def _external():
+    import sys
+
+    from airflow.providers.standard.operators.python import ExternalPythonOperator
+
+    ExternalPythonOperator(task_id="train", python=sys.executable, python_callable=_external_train)
+
+
+external = enable_tracking(_external())

@@ -94,28 +94,35 @@ def finish(ti: Any, outcome: str, error: Any = None) -> None:
 
 def export_env(task: Any, hook: MLflowHook, run: TaskRun, experiment_name: str) -> list[str]:
     """
-    Give the process a BashOperator (``@task.bash``) starts the MLflow environment of ``run``, so
-    that unmodified code calling ``mlflow.start_run()`` writes into it. Returns the names set.
+    Give the process the task starts (``BashOperator``/``@task.bash``, ``PythonVirtualenvOperator``
+    /``@task.virtualenv``, ``ExternalPythonOperator``/``@task.external_python``) the MLflow
+    environment of ``run``, so that unmodified code calling ``mlflow.start_run()`` writes into it.
+    Returns the names set. Keys the user set (``env``, ``env_vars``) win.
 
-    The task's ``get_env`` is wrapped on the copy Airflow prepared for this attempt: ``env`` (a
-    template field, rendered again and re-sent by ``@task.bash``) stays as the user wrote it, and
-    nothing enters ``os.environ`` of this process. Keys the user set in ``env`` win.
+    Only the copy Airflow prepared for this attempt changes, and nothing enters ``os.environ`` of
+    this process. A BashOperator's ``get_env`` is wrapped rather than its ``env`` set: ``env`` is a
+    template field (``@task.bash`` renders it again and re-sends it); ``env_vars`` is not one.
     """
     try:
         from airflow.providers.standard.operators.bash import BashOperator
+        from airflow.providers.standard.operators.python import _BasePythonVirtualenvOperator
     except ImportError:  # pragma: no cover - the standard provider is not installed
         return []
-    if not isinstance(task, BashOperator):
-        return []
-    extra = hook.child_env(run.run_id, run.experiment_id, experiment_name)
-    original = task.get_env
+    if isinstance(task, BashOperator):
+        extra = hook.child_env(run.run_id, run.experiment_id, experiment_name)
+        original = task.get_env
 
-    def get_env(context: Any) -> dict[str, str]:
-        mine = set(getattr(task, "env", None) or ())
-        return {**original(context), **{k: v for k, v in extra.items() if k not in mine}}
+        def get_env(context: Any) -> dict[str, str]:
+            mine = set(getattr(task, "env", None) or ())
+            return {**original(context), **{k: v for k, v in extra.items() if k not in mine}}
 
-    task.get_env = get_env
-    return list(extra)
+        task.get_env = get_env
+        return list(extra)
+    if isinstance(task, _BasePythonVirtualenvOperator):
+        extra = hook.child_env(run.run_id, run.experiment_id, experiment_name)
+        task.env_vars = {**extra, **(task.env_vars or {})}  # a new dict: the copy is shallow
+        return list(extra)
+    return []
 
 
 def operator_tags(task: Any) -> dict[str, str]:

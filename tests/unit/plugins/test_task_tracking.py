@@ -189,3 +189,14 @@ def test_a_retried_task_reuses_its_run(store):
     tags = flaky.data.tags
     assert flaky.info.status == "FINISHED" and tags["airflow.try_number"] == "2"
     assert tags["airflow.try.1.state"] == "failed" and tags["airflow.try.2.state"] == "success"
+
+
+def test_an_external_python_task_logs_into_its_run(store):
+    import os
+
+    dag_run = _run(any_task.external)
+    assert dag_run.state == "success"
+    _, children = _runs(store, any_task.external, dag_run)
+    assert children["train"].data.metrics["ext"] == 2.5
+    assert children["train"].info.status == "FINISHED"
+    assert "MLFLOW_RUN_ID" not in os.environ
