@@ -14,6 +14,10 @@ outage never stalls the scheduler loop:
   of any other process: every DAG run whose parent is open leaves a hint on its experiment,
   removed by its finalization.
 * At interpreter exit the listener waits at most ``EXIT_WAIT_S`` seconds for pending work.
+
+In task processes, the task-instance hooks give a task of any operator class, opted in
+(:mod:`airflow_mlflow.tracking`), its child run: :mod:`~airflow_mlflow.plugins.task_tracking`.
+They never raise: a listener's error would skip the other listeners.
 """
 
 from __future__ import annotations
@@ -168,13 +172,17 @@ def _safely(what: str, call: Any, *args: Any) -> None:
     try:
         call(*args)
     except Exception as err:
-        import logging
+        _warn(what, err)
 
-        logging.getLogger(__name__).warning(
-            "MLflow tracking of this task %s failed (the task is not affected): %s",
-            what,
-            f"{type(err).__name__}: {err}"[:300],
-        )
+
+def _warn(what: str, err: BaseException) -> None:
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "MLflow tracking of this task %s failed (the task is not affected): %s",
+        what,
+        f"{type(err).__name__}: {err}"[:300],
+    )
 
 
 @hookimpl
@@ -184,7 +192,7 @@ def on_task_instance_running(previous_state: Any, task_instance: Any) -> None:
             return
         from airflow_mlflow.plugins import task_tracking
     except Exception as err:
-        _safely("setup", _raise, err)
+        _warn("setup", err)
         return
     _safely("start", task_tracking.start, task_instance)
 
@@ -207,12 +215,8 @@ def on_task_instance_skipped(previous_state: Any, task_instance: Any) -> None:
 def _finish(task_instance: Any, outcome: str, error: Any) -> None:
     import sys
 
-    # Only a process whose running hook opened a run has the module loaded (nothing else to do).
+    # Only a process whose running hook acted has the module loaded (else there is nothing to end).
     module = sys.modules.get("airflow_mlflow.plugins.task_tracking")
     if module is None or type(task_instance).__name__ != "RuntimeTaskInstance":
         return
     _safely("end", module.finish, task_instance, outcome, error)
-
-
-def _raise(err: BaseException) -> None:
-    raise err
