@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
     from mlflow import MlflowClient
 
+    from airflow_mlflow.hooks.config import HttpBudget
+
 
 class MLflowHookBase(BaseHook):
     """
@@ -55,6 +57,15 @@ class MLflowHookBase(BaseHook):
             hook.__dict__["config"] = MLflowConnectionConfig.embedded_default()
         else:
             hook.__dict__["config"] = MLflowConnectionConfig.from_connection(conn)
+        return hook
+
+    def with_fallback_budget(self, budget: HttpBudget) -> Self:
+        """
+        A hook on the same connection whose client tries requests with ``budget`` unless the
+        connection's extras or MLflow's variables set one (see ``with_fallback_budget`` of the config).
+        """
+        hook = type(self)(mlflow_conn_id=self.mlflow_conn_id, team_name=self.team_name)
+        hook.__dict__["config"] = self.config.with_fallback_budget(budget)
         return hook
 
     @cached_property

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -26,6 +26,12 @@ _FALSE = {"false", "0", "no", "off", ""}
 DEFAULT_HTTP_MAX_RETRIES = 4
 DEFAULT_HTTP_BACKOFF_FACTOR = 2.0
 DEFAULT_HTTP_TIMEOUT = 10.0
+#: Each budget field, and MLflow's variable for it.
+_BUDGET_FIELDS = {
+    "max_retries": "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "backoff_factor": "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    "timeout": "MLFLOW_HTTP_REQUEST_TIMEOUT",
+}
 #: MLflow refuses more retries and larger factors than these (``_MLFLOW_HTTP_REQUEST_*_LIMIT``).
 _MAX_RETRIES_LIMIT = 10
 _MAX_BACKOFF_LIMIT = 120.0
@@ -216,6 +222,17 @@ class MLflowConnectionConfig:
             ),
             timeout=pick(self.http_timeout, "MLFLOW_HTTP_REQUEST_TIMEOUT", float, DEFAULT_HTTP_TIMEOUT),
         )
+
+    def with_fallback_budget(self, fallback: HttpBudget) -> MLflowConnectionConfig:
+        """
+        This config with ``fallback`` in place of the provider's default retry budget: the
+        connection's extras and MLflow's ``MLFLOW_HTTP_REQUEST_*`` variables still win.
+        """
+        chosen = {}
+        for name, env in _BUDGET_FIELDS.items():
+            if getattr(self, f"http_{name}") is None and not os.environ.get(env, "").strip():
+                chosen[f"http_{name}"] = getattr(fallback, name)
+        return replace(self, **chosen)
 
     @property
     def is_http(self) -> bool:

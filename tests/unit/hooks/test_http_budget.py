@@ -148,3 +148,23 @@ def test_other_mlflow_users_keep_mlflow_defaults(monkeypatch, listener):
 def test_bad_budget_extras_name_the_field(monkeypatch, extra, message):
     with pytest.raises(MLflowConnectionConfigError, match=message.replace("(", r"\(")):
         _ = use_conn(monkeypatch, 5000, **extra).config
+
+
+@pytest.mark.usefixtures("default_budget")
+def test_a_fallback_budget_replaces_the_default_but_not_the_connections_own(monkeypatch, listener):
+    from airflow_mlflow.hooks.config import HttpBudget
+
+    short = HttpBudget(max_retries=1, backoff_factor=0, timeout=2)
+    hook = use_conn(monkeypatch, listener.port).with_fallback_budget(short)
+    with pytest.raises(MLflowProviderError):
+        hook.find_experiment("x")
+    assert listener.accepted == 2  # not 1 + DEFAULT_HTTP_MAX_RETRIES
+    listener.accepted = 0
+    hook = use_conn(monkeypatch, listener.port, http_max_retries=2, http_backoff_factor=0)
+    with pytest.raises(MLflowProviderError):
+        hook.with_fallback_budget(short).find_experiment("x")
+    assert listener.accepted == 3
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    assert (
+        use_conn(monkeypatch, listener.port).with_fallback_budget(short).config.http_budget.max_retries == 0
+    )
