@@ -1,5 +1,6 @@
 """
-Every use of a library's internals, one seam each: MLflow's first, then Airflow's.
+Every use of a library's internals, one seam each: MLflow's here, Airflow's in
+:mod:`airflow_mlflow.compat_airflow` (re-exported at the end of this module).
 
 Elsewhere the provider uses MLflow's public interface only: the modules in
 :data:`MLFLOW_PUBLIC_MODULES` (``mlflow`` itself for its top-level functions and ``MlflowClient``,
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -326,50 +326,16 @@ def artifact_path_is_safe(path: str) -> bool:
 
 
 # == Airflow ====================================================================================
-# Connection lookup in a task or triggerer process (see hooks/resolution.py): the Task SDK's
-# runtime, which has no public way to ask a secrets backend strictly.
+# Airflow's seams live in airflow_mlflow.compat_airflow (this module's size); callers use them here.
 
-
-def in_task_context() -> bool:
-    """True in a task or triggerer runner, where connections come through the Task SDK's comms."""
-    runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
-    return getattr(runner, "SUPERVISOR_COMMS", None) is not None
-
-
-def task_sdk_secrets_backends() -> list[Any]:
-    """The secrets backends the Task SDK reads in this process, in order."""
-    from airflow.sdk.execution_time.supervisor import ensure_secrets_backend_loaded
-
-    return list(ensure_secrets_backend_loaded())
-
-
-def is_execution_api_backend(backend: Any) -> bool:
-    """Whether ``backend`` is the Task SDK's stand-in for the metadata DB (the Execution API)."""
-    from airflow.sdk.execution_time.secrets import ExecutionAPISecretsBackend
-
-    return isinstance(backend, ExecutionAPISecretsBackend)
-
-
-def ask_execution_api(conn_id: str) -> tuple[Any, str | None]:
-    """
-    Connection ``conn_id`` from the supervisor's Execution API: ``(connection, None)``,
-    ``(None, None)`` when it is not defined, ``(None, "<error>: <detail>")`` when the API failed.
-    """
-    from airflow.sdk.exceptions import ErrorType
-    from airflow.sdk.execution_time import task_runner
-    from airflow.sdk.execution_time.comms import ErrorResponse, GetConnection
-    from airflow.sdk.execution_time.context import _process_connection_result_conn
-
-    msg = task_runner.SUPERVISOR_COMMS.send(GetConnection(conn_id=conn_id))
-    if isinstance(msg, ErrorResponse):
-        if msg.error == ErrorType.CONNECTION_NOT_FOUND:
-            return None, None
-        return None, f"{msg.error.value}: {msg.detail}"
-    return _process_connection_result_conn(msg), None
-
-
-def call_secrets_backend(method: Callable[..., Any], *, team_name: str | None, conn_id: str) -> Any:
-    """``method(conn_id=…)`` of a server-side backend, scoped to ``team_name`` in multi-team mode."""
-    from airflow._shared.secrets_backend.base import call_secrets_backend_method
-
-    return call_secrets_backend_method(method, team_name=team_name, conn_id=conn_id)
+from airflow_mlflow.compat_airflow import (  # noqa: E402, F401 (re-exported)
+    ask_execution_api,
+    call_secrets_backend,
+    hides_field,
+    in_task_context,
+    is_execution_api_backend,
+    is_virtualenv_operator,
+    redact,
+    serialize_template_field,
+    task_sdk_secrets_backends,
+)

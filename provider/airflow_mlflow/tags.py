@@ -48,6 +48,11 @@ OPERATOR_NAME = "airflow.operator_name"
 FIELD_PARAM_PREFIX = "airflow.field."
 #: Metric of a listener-tracked task: how long the attempt ran (seconds).
 DURATION_METRIC = "airflow.duration_s"
+#: Tag of a listener-tracked task: JSON list of the URIs of its outlet assets (its inlets are the
+#: run's dataset inputs, their input context :data:`INLET_CONTEXT`).
+OUTLETS = "airflow.outlets"
+#: Value of MLflow's ``mlflow.data.context`` input tag on a dataset input that is an inlet asset.
+INLET_CONTEXT = "airflow.inlet"
 
 TRY_PREFIX = "airflow.try."
 TRY_FIELDS = ("state", "start", "end", "error", "note")

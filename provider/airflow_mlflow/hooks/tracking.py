@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,35 @@ MAX_ENTITIES_PER_BATCH = 1000
 #: Experiments the provider keeps for its own bookkeeping (write-once claims) start with this.
 HIDDEN_EXPERIMENT_PREFIX = ".airflow-mlflow/"
 MAX_EXPERIMENTS_PER_SEARCH = 100
+#: MLflow's limits for dataset inputs (mlflow.utils.validation: MAX_DATASETS_PER_BATCH,
+#: MAX_DATASET_NAME_SIZE, MAX_DATASET_DIGEST_SIZE, MAX_DATASET_SOURCE_SIZE, MAX_INPUT_TAG_VALUE_SIZE).
+MAX_DATASETS_PER_BATCH = 1000
+_DATASET_LIMITS = {"name": 500, "digest": 36, "source_type": 500, "source": 65535, "context": 500}
+#: MLflow's input tag naming what a dataset was used for (mlflow.utils.mlflow_tags.MLFLOW_DATASET_CONTEXT).
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """
+    A dataset a run read, as MLflow records it: ``name`` and ``digest`` identify it in the
+    experiment, ``source_type``/``source`` say where it is, ``context`` what the run used it for.
+    """
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    context: str | None = None
+
+    def problem(self) -> str | None:
+        for field, limit in _DATASET_LIMITS.items():
+            value = getattr(self, field)
+            if field != "context" and (not isinstance(value, str) or not value):
+                return f"{field} must be a non-empty string, got {value!r}"
+            if value is not None and len(value) > limit:
+                return f"{field} {value[:40]!r}… is {len(value)} characters; MLflow allows {limit}"
+        return None
 
 
 def _batches(
@@ -223,6 +253,34 @@ class TrackingVerbs(MLflowHookBase):
         ts = timestamp or now_ms()
         points = [Metric(k, v, ts, step) for k, v in clean_metrics.items()]
         return self._send_batches(run_id, new_params, points, clean_tags)
+
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> int:
+        """
+        Record ``datasets`` as inputs of the run (MLflow's "Datasets used"). Logging a dataset the
+        run already has adds nothing: MLflow keeps one input per run and ``(name, digest)``, so a
+        retried or resumed attempt may log the same inputs again. Everything is checked first.
+
+        :return: the number of requests made
+        """
+        from mlflow.entities import Dataset, InputTag
+        from mlflow.entities import DatasetInput as MlflowDatasetInput
+
+        for dataset in datasets:
+            if problem := dataset.problem():
+                raise MLflowInputError(f"dataset input {dataset.name!r} of run {run_id}: {problem}")
+        inputs = [
+            MlflowDatasetInput(
+                Dataset(d.name, d.digest, d.source_type, d.source),
+                [InputTag(DATASET_CONTEXT_TAG, d.context)] if d.context else [],
+            )
+            for d in datasets
+        ]
+        requests = 0
+        with self._call(f"run {run_id}"):
+            for start in range(0, len(inputs), MAX_DATASETS_PER_BATCH):
+                self.client.log_inputs(run_id, datasets=inputs[start : start + MAX_DATASETS_PER_BATCH])
+                requests += 1
+        return requests
 
     def log_metric_history(
         self,

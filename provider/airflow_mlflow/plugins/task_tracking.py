@@ -5,8 +5,10 @@ Called by the task-process hooks of :mod:`airflow_mlflow.plugins.listener`, in t
 process, right after Airflow rendered the task's template fields and before ``execute``; then
 after the terminal state is known. The run is the one ``@task.mlflow`` would open (same tags,
 parent, retries: :func:`airflow_mlflow.runs.open_task_run`), plus what Airflow knows about the
-task: its operator class (tags), its rendered template fields (params) and the attempt's
-duration (metric). A field Airflow masks, even in part, is never logged.
+task: its operator class (tags), its rendered template fields (params), the attempt's
+duration (metric), and its assets (:mod:`~airflow_mlflow.plugins.task_assets`: inlets as dataset
+inputs, outlets as a tag, the run on the outlets' asset events). A field Airflow masks, even in
+part, is never logged.
 
 A deferred or rescheduled task leaves its run open (Airflow has no hook for it) and finds it
 again, by its task-instance key, when it resumes with the same try number.
@@ -20,8 +22,11 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlflow import compat
 from airflow_mlflow.links.mlflow import RUN_XCOM_KEY
+from airflow_mlflow.plugins import task_assets
 from airflow_mlflow.tags import DURATION_METRIC, FIELD_PARAM_PREFIX, OPERATOR, OPERATOR_NAME
+from airflow_mlflow.validation import MAX_KEY_LENGTH, MAX_PARAM_VALUE_LENGTH
 
 if TYPE_CHECKING:
     from airflow_mlflow.hooks.mlflow import MLflowHook
@@ -30,9 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: MLflow's limits (mlflow.utils.validation): a param key's and a param value's length.
-MAX_KEY_LENGTH = 250
-MAX_VALUE_LENGTH = 6000
 TRUNCATED = "...(truncated)"
 
 #: The attempt this process tracks, and the hook it uses: ``(ti_key, hook, tracked)``.
@@ -60,7 +62,8 @@ def start(ti: Any) -> None:
     _set_attr(task, "_run_recorded", True)
     known = tracked.run.params or {}
     params = {k: v for k, v in rendered_params(task).items() if known.get(k, v) == v}
-    hook.log_batch(tracked.run.run_id, params=params, tags=operator_tags(task), known_params=known)
+    tags = {**operator_tags(task), **task_assets.outlet_tags(task)}
+    hook.log_batch(tracked.run.run_id, params=params, tags=tags, known_params=known)
     log.info(
         "MLflow run %s (experiment %s) %s",
         tracked.run.run_id,
@@ -70,6 +73,7 @@ def start(ti: Any) -> None:
     exported = export_env(task, hook, tracked.run, resolve_experiment_name(hook, experiment_name, ctx.dag_id))
     if exported:
         log.info("MLflow: the task's child process writes into this run (%s)", ", ".join(sorted(exported)))
+    task_assets.record(task, context, hook, tracked.run)
 
 
 def finish(ti: Any, outcome: str, error: Any = None) -> None:
@@ -105,7 +109,6 @@ def export_env(task: Any, hook: MLflowHook, run: TaskRun, experiment_name: str) 
     """
     try:
         from airflow.providers.standard.operators.bash import BashOperator
-        from airflow.providers.standard.operators.python import _BasePythonVirtualenvOperator
     except ImportError:  # pragma: no cover - the standard provider is not installed
         return []
     if isinstance(task, BashOperator):
@@ -118,7 +121,7 @@ def export_env(task: Any, hook: MLflowHook, run: TaskRun, experiment_name: str) 
 
         task.get_env = get_env
         return list(extra)
-    if isinstance(task, _BasePythonVirtualenvOperator):
+    if compat.is_virtualenv_operator(task):
         extra = hook.child_env(run.run_id, run.experiment_id, experiment_name)
         task.env_vars = {**extra, **(task.env_vars or {})}  # a new dict: the copy is shallow
         return list(extra)
@@ -139,27 +142,24 @@ def rendered_params(task: Any) -> dict[str, str]:
     (``[core] max_templated_field_length`` applies). A field Airflow would mask, by its name or
     because a registered secret appears in it, is left out: logging ``***`` would say nothing.
     """
-    from airflow.sdk._shared.secrets_masker import redact, should_hide_value_for_key
-    from airflow.sdk.execution_time.task_runner import _serialize_template_field
-
     params: dict[str, str] = {}
     for field in getattr(task, "template_fields", ()) or ():
-        if should_hide_value_for_key(field):
+        if compat.hides_field(field):
             continue
         try:
-            value = _serialize_template_field(getattr(task, field), field)
+            value = compat.serialize_template_field(getattr(task, field), field)
         except Exception:
             continue
         if value is None or value in ("", [], {}):
             continue
-        if redact(value, field) != value:
+        if compat.redact(value, field) != value:
             continue
         key = f"{FIELD_PARAM_PREFIX}{field}"
         if len(key) > MAX_KEY_LENGTH:
             continue
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-        if len(text) > MAX_VALUE_LENGTH:
-            text = text[: MAX_VALUE_LENGTH - len(TRUNCATED)] + TRUNCATED
+        if len(text) > MAX_PARAM_VALUE_LENGTH:
+            text = text[: MAX_PARAM_VALUE_LENGTH - len(TRUNCATED)] + TRUNCATED
         params[key] = text
     return params
 

@@ -200,3 +200,112 @@ def test_an_external_python_task_logs_into_its_run(store):
     assert children["train"].data.metrics["ext"] == 2.5
     assert children["train"].info.status == "FINISHED"
     assert "MLFLOW_RUN_ID" not in os.environ
+
+
+# -- assets (issue 12, item 3): inlets as dataset inputs, outlets as a tag, the run on asset events
+
+
+def _asset_events(uri, dag_run):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = (
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == uri, AssetEvent.source_run_id == dag_run.run_id)
+        )
+        return {e.source_task_id: dict(e.extra or {}) for e in session.scalars(query)}
+
+
+def _dataset_inputs(store, run):
+    inputs = store.client.get_run(run.info.run_id).inputs.dataset_inputs
+    return {
+        i.dataset.name: (
+            i.dataset.digest,
+            i.dataset.source_type,
+            i.dataset.source,
+            {t.key: t.value for t in i.tags},
+        )
+        for i in inputs
+    }, len(inputs)
+
+
+def test_inlets_are_dataset_inputs_outlets_a_tag_and_asset_events_carry_the_run(store):
+    import json
+
+    from airflow_mlflow.plugins.task_assets import digest
+    from tests.dags import assets_tracking as dags
+
+    dag_run = _run(dags.tracked)
+    assert dag_run.state == "success"
+    _, children = _runs(store, dags.tracked, dag_run)
+    featurize, publish = children["featurize"], children["publish"]
+    inputs, count = _dataset_inputs(store, featurize)
+    context = {"mlflow.data.context": "airflow.inlet"}
+    # RAW is listed twice and an AssetAlias once: two inputs.
+    assert count == 2 and inputs == {
+        "raw_orders": (digest(dags.RAW.uri), "airflow_asset", dags.RAW.uri, context),
+        "model_input": (digest(dags.MODEL_INPUT.uri), "airflow_asset", dags.MODEL_INPUT.uri, context),
+    }
+    assert len(digest(dags.RAW.uri)) == 10 and digest(dags.RAW.uri) == digest(dags.RAW.uri)
+    assert json.loads(featurize.data.tags["airflow.outlets"]) == [dags.REPORT.uri]
+    assert json.loads(publish.data.tags["airflow.outlets"]) == [dags.FEATURES.uri, dags.REPORT.uri]
+    experiment_id = featurize.info.experiment_id
+    report = _asset_events(dags.REPORT.uri, dag_run)
+    assert report["featurize"] == {
+        "mlflow_run_id": featurize.info.run_id,
+        "mlflow_experiment_id": experiment_id,
+    }
+    assert report["publish"] == {"mlflow_run_id": publish.info.run_id, "mlflow_experiment_id": experiment_id}
+    # The task's own Metadata keeps its keys, the one it shares with the provider included.
+    assert _asset_events(dags.FEATURES.uri, dag_run)["publish"] == {
+        "rows": 42,
+        "mlflow_experiment_id": "user-value",
+        "mlflow_run_id": publish.info.run_id,
+    }
+
+
+def test_a_retried_task_logs_its_inlets_once(store):
+    from tests.dags import assets_tracking as dags
+
+    dag_run = _run(dags.retried)
+    assert dag_run.state == "success"
+    _, children = _runs(store, dags.retried, dag_run)
+    featurize = children["featurize"]
+    assert featurize.data.tags["airflow.try.2.state"] == "success"
+    inputs, count = _dataset_inputs(store, featurize)
+    assert count == 2 and sorted(inputs) == ["model_input", "raw_orders"]
+    event = _asset_events(dags.REPORT.uri, dag_run)["featurize"]
+    assert event["mlflow_run_id"] == featurize.info.run_id
+
+
+def test_an_untracked_task_logs_no_assets_and_its_events_no_run(store):
+    from tests.dags import assets_tracking as dags
+
+    dag_run = _run(dags.untracked)
+    assert dag_run.state == "success"
+    assert _runs(store, dags.untracked, dag_run) == ([], [])
+    assert _asset_events(dags.REPORT.uri, dag_run) == {"featurize": {}, "publish": {}}
+    assert _asset_events(dags.FEATURES.uri, dag_run)["publish"] == {
+        "rows": 42,
+        "mlflow_experiment_id": "user-value",
+    }
+
+
+def test_the_outlets_tag_stays_within_mlflows_limit(caplog):
+    import json
+    from types import SimpleNamespace
+
+    from airflow.sdk import Asset, AssetAlias
+
+    from airflow_mlflow.plugins.task_assets import outlet_tags
+    from airflow_mlflow.validation import MAX_TAG_VALUE_LENGTH
+
+    many = [Asset(uri=f"s3://bucket/{i:04d}/{'x' * 90}") for i in range(100)]
+    tag = outlet_tags(SimpleNamespace(outlets=[AssetAlias("a"), *many]))["airflow.outlets"]
+    kept = json.loads(tag)
+    assert len(tag) <= MAX_TAG_VALUE_LENGTH and kept == [a.uri for a in many[: len(kept)]]
+    assert 0 < len(kept) < 100 and f"lists {len(kept)} of the task's 100 outlets" in caplog.text
+    assert outlet_tags(SimpleNamespace(outlets=[AssetAlias("a")])) == {}
