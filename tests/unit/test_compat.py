@@ -1,13 +1,17 @@
 """
 The seam on library internals (``airflow_mlflow.compat``): each seam against the installed MLflow
 and Airflow, so an upgrade that moves one fails the test named after it; and a scan of the package
-that fails when an MLflow internal is used anywhere else.
+that fails when an MLflow or Airflow internal is used anywhere else (the seams: ``compat.py`` for
+MLflow, ``compat_airflow.py`` for Airflow).
 
 "An MLflow internal" means: an import of an ``mlflow`` module outside
 ``compat.MLFLOW_PUBLIC_MODULES``, an attribute path under ``mlflow.`` through such a module, a
 private ``_name`` imported from MLflow or read through ``mlflow.``, a module path of such a module
 spelled as a string (an import list), a private ``_name`` attribute that the provider does not
 define itself (MLflow objects' private state), and a class that subclasses one of MLflow's.
+
+"An Airflow internal" means: a private module (``airflow.sdk._shared``) or a private ``_name``
+imported from Airflow or read through ``airflow.`` (see :func:`airflow_internals`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from tests.unit.hooks.test_http_budget import Listener
 
 PACKAGE = Path(__file__).resolve().parents[2] / "provider" / "airflow_mlflow"
 COMPAT = PACKAGE / "compat.py"
+#: The seam modules: MLflow's (compat.py) and Airflow's (compat_airflow.py, re-exported by compat).
+SEAMS = (COMPAT, PACKAGE / "compat_airflow.py")
 NO_RETRIES = HttpBudget(max_retries=1, backoff_factor=0.0, timeout=5.0)
 
 
@@ -140,12 +146,45 @@ def mlflow_internals(source: str, own_names: set[str]) -> list[str]:
     return sorted(set(found), key=lambda line: int(line.split(":")[0]))
 
 
+def airflow_internals(source: str) -> list[str]:
+    """
+    Every use of an Airflow internal in ``source``: a private module (a ``_segment`` of an
+    ``airflow.`` module path, as ``airflow.sdk._shared``) or a private ``_name`` imported from
+    Airflow or read through ``airflow.``, as ``line: what``. (Private attributes of Airflow objects
+    are the MLflow scan's "private attribute" rule.)
+    """
+
+    def private(dotted: str) -> bool:
+        return any(part.startswith("_") and not part.startswith("__") for part in dotted.split("."))
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [
+                f"{node.lineno}: import {a.name}"
+                for a in node.names
+                if a.name.split(".")[0] == "airflow" and private(a.name)
+            ]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "airflow":
+            found += [
+                f"{node.lineno}: from {node.module} import {a.name}"
+                for a in node.names
+                if private(f"{node.module}.{a.name}")
+            ]
+        elif isinstance(node, ast.Attribute):
+            path = _attribute_path(node)
+            if path and path[0] == "airflow" and private(".".join(path)):
+                first = next(n for n, part in enumerate(path) if private(part))
+                found.append(f"{node.lineno}: {'.'.join(path[: first + 1])}")
+    return sorted(set(found), key=lambda line: int(line.split(":")[0]))
+
+
 def _scan(source: str, own_names: set[str]) -> list[str]:
-    return mlflow_internals(source, own_names)
+    return mlflow_internals(source, own_names) + airflow_internals(source)
 
 
-def test_mlflow_internals_are_used_only_in_the_compat_module():
-    files = [f for f in sorted(PACKAGE.rglob("*.py")) if f != COMPAT]
+def test_mlflow_and_airflow_internals_are_used_only_in_the_seam_modules():
+    files = [f for f in sorted(PACKAGE.rglob("*.py")) if f not in SEAMS]
     own = _provider_names(files)
     offenders = {
         str(file.relative_to(PACKAGE)): hits for file in files if (hits := _scan(file.read_text(), own))
@@ -168,6 +207,11 @@ def test_mlflow_internals_are_used_only_in_the_compat_module():
         ("DB = root / 'mlflow.db'", None),
         ("importlib.import_module('mlflow.store.db.utils')", "module path 'mlflow.store.db.utils'"),
         ("from mlflow import MlflowClient\nclass C(MlflowClient): pass", "class C subclasses MlflowClient"),
+        ("from airflow.sdk._shared.secrets_masker import redact", "from airflow.sdk._shared.secrets_masker"),
+        ("from airflow.sdk.execution_time.task_runner import _f", "import _f"),
+        ("import airflow.sdk._shared.secrets_masker", "import airflow.sdk._shared.secrets_masker"),
+        ("import airflow\nairflow.sdk._shared.x()", "airflow.sdk._shared"),
+        ("import airflow\nairflow.models._private", "airflow.models._private"),
     ],
 )
 def test_the_scan_finds_each_kind_of_internal(source, hit):
@@ -183,6 +227,8 @@ def test_the_scan_finds_each_kind_of_internal(source, hit):
         "from mlflow.exceptions import MlflowException\nfrom mlflow.protos import databricks_pb2",
         "self._call('x')\nsuper()._own()",
         "'mlflow.entities'",
+        "from airflow.sdk import Asset\nfrom airflow.sdk.exceptions import AirflowFailException",
+        "import airflow.sdk\nairflow.sdk.Asset",
     ],
 )
 def test_the_scan_passes_public_use(source):
@@ -449,3 +495,61 @@ def test_call_secrets_backend_passes_the_conn_id():
 
     assert compat.call_secrets_backend(get_connection, team_name=None, conn_id="c") == "conn"
     assert calls[0][0] == "c"
+
+
+def test_compat_re_exports_every_airflow_seam():
+    from airflow_mlflow import compat_airflow
+
+    seams = [
+        n
+        for n, f in vars(compat_airflow).items()
+        if inspect.isfunction(f) and f.__module__ == compat_airflow.__name__
+    ]
+    assert len(seams) >= 9 and all(getattr(compat, n) is getattr(compat_airflow, n) for n in seams)
+
+
+@pytest.mark.parametrize(
+    ("name", "hidden"), [("password", True), ("api_secret", True), ("bash_command", False)]
+)
+def test_hides_field(name, hidden):
+    assert compat.hides_field(name) is hidden
+
+
+def test_redact_replaces_a_registered_secret():
+    from airflow.sdk.log import mask_secret
+
+    mask_secret("compat-s3cr3t-value")
+    assert compat.redact("a compat-s3cr3t-value b", "field") == "a *** b"
+    assert compat.redact({"k": "plain"}, "field") == {"k": "plain"}
+
+
+def test_serialize_template_field_is_json_able_and_stable():
+    def fn():
+        pass
+
+    value = {"b": (1, 2), "a": fn, 3: {"x"}}
+    got = compat.serialize_template_field(value, "op_kwargs")
+    assert json.loads(json.dumps(got)) == got == compat.serialize_template_field(value, "op_kwargs")
+    assert list(got) == sorted(got) and got["b"] == [1, 2] and "fn" in got["a"]
+    assert compat.serialize_template_field("echo hi", "bash_command") == "echo hi"
+
+
+def test_is_virtualenv_operator():
+    import sys
+
+    from airflow.providers.standard.operators.bash import BashOperator
+    from airflow.providers.standard.operators.python import (
+        ExternalPythonOperator,
+        PythonOperator,
+        PythonVirtualenvOperator,
+    )
+
+    def fn():
+        pass
+
+    assert compat.is_virtualenv_operator(
+        ExternalPythonOperator(task_id="e", python=sys.executable, python_callable=fn)
+    )
+    assert compat.is_virtualenv_operator(PythonVirtualenvOperator(task_id="v", python_callable=fn))
+    assert not compat.is_virtualenv_operator(PythonOperator(task_id="p", python_callable=fn))
+    assert not compat.is_virtualenv_operator(BashOperator(task_id="b", bash_command="true"))
