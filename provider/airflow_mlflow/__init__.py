@@ -28,6 +28,8 @@ _EXPORTS = {
     "mlflow_task": "airflow_mlflow.decorators.mlflow",
     "enable_tracking": "airflow_mlflow.tracking",
     "disable_tracking": "airflow_mlflow.tracking",
+    "track_in_pod": "airflow_mlflow.containers",
+    "track_in_container": "airflow_mlflow.containers",
     "MLflowProviderError": "airflow_mlflow.exceptions",
     "MLflowInputError": "airflow_mlflow.exceptions",
     "MLflowConnectionConfigError": "airflow_mlflow.exceptions",

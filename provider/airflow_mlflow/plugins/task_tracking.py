@@ -106,7 +106,14 @@ def export_env(task: Any, hook: MLflowHook, run: TaskRun, experiment_name: str) 
     Only the copy Airflow prepared for this attempt changes, and nothing enters ``os.environ`` of
     this process. A BashOperator's ``get_env`` is wrapped rather than its ``env`` set: ``env`` is a
     template field (``@task.bash`` renders it again and re-sends it); ``env_vars`` is not one.
+    A ``KubernetesPodOperator``'s pod or a ``DockerOperator``'s container: see
+    :mod:`airflow_mlflow.containers`.
     """
+    from airflow_mlflow.containers import export
+
+    exported = export(task, hook, run, experiment_name)
+    if exported is not None:
+        return exported
     try:
         from airflow.providers.standard.operators.bash import BashOperator
     except ImportError:  # pragma: no cover - the standard provider is not installed
