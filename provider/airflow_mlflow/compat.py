@@ -336,6 +336,7 @@ from airflow_mlflow.compat_airflow import (  # noqa: E402, F401 (re-exported)
     is_execution_api_backend,
     is_virtualenv_operator,
     redact,
+    resolve_asset_ref,
     serialize_template_field,
     task_sdk_secrets_backends,
 )

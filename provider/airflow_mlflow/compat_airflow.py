@@ -98,3 +98,24 @@ def is_virtualenv_operator(task: Any) -> bool:
     except ImportError:  # pragma: no cover - the standard provider is not installed
         return False
     return isinstance(task, _BasePythonVirtualenvOperator)
+
+
+def resolve_asset_ref(ref: Any) -> Any | None:
+    """
+    The ``Asset`` an asset reference (``Asset.ref(name=…)``, ``Asset.ref(uri=…)``) stands for,
+    asked from the Execution API as the Task SDK's inlet and outlet accessors ask it. None for any
+    other object, outside a task process, or when Airflow knows no such asset.
+    """
+    from airflow.sdk.definitions.asset import AssetNameRef, AssetUriRef
+
+    if not isinstance(ref, (AssetNameRef, AssetUriRef)) or not in_task_context():
+        return None
+    from airflow.sdk.exceptions import AirflowRuntimeError
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    try:
+        return OutletEventAccessors._get_asset_from_db(
+            name=getattr(ref, "name", None), uri=getattr(ref, "uri", None)
+        )
+    except AirflowRuntimeError:  # not found
+        return None

@@ -28,7 +28,8 @@ def assets_dag(dag_id: str, *, opt_in: bool = True, flaky: bool = False):
         bash = BashOperator(
             task_id="featurize",
             bash_command="test {{ ti.try_number }} -gt 1" if flaky else "echo ok",
-            inlets=[RAW, MODEL_INPUT, AssetAlias("some_alias"), RAW],
+            # An alias is left out, RAW counted once, the reference counts as the asset it names.
+            inlets=[RAW, MODEL_INPUT, AssetAlias("some_alias"), RAW, Asset.ref(name="order_features")],
             outlets=[REPORT],
             retries=1 if flaky else 0,
             retry_delay=0,

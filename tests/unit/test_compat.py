@@ -553,3 +553,31 @@ def test_is_virtualenv_operator():
     assert compat.is_virtualenv_operator(PythonVirtualenvOperator(task_id="v", python_callable=fn))
     assert not compat.is_virtualenv_operator(PythonOperator(task_id="p", python_callable=fn))
     assert not compat.is_virtualenv_operator(BashOperator(task_id="b", bash_command="true"))
+
+
+@pytest.mark.parametrize("case", ["by name", "by uri", "unknown", "not a ref", "outside a task"])
+def test_resolve_asset_ref(monkeypatch, case):
+    from airflow.sdk import Asset, AssetAlias
+    from airflow.sdk.exceptions import ErrorType
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import AssetResult, ErrorResponse, GetAssetByName, GetAssetByUri
+
+    found = AssetResult(name="feat", uri="s3://b/feat", group="asset", extra={})
+    answer = ErrorResponse(error=ErrorType.ASSET_NOT_FOUND) if case == "unknown" else found
+    comms = _Comms(answer)
+    if case != "outside a task":
+        monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
+    ref = {
+        "by name": Asset.ref(name="feat"),
+        "by uri": Asset.ref(uri="s3://b/feat"),
+        "unknown": Asset.ref(name="feat"),
+        "not a ref": AssetAlias("feat"),
+        "outside a task": Asset.ref(name="feat"),
+    }[case]
+    got = compat.resolve_asset_ref(ref)
+    if case in ("by name", "by uri"):
+        assert isinstance(got, Asset) and (got.name, got.uri) == ("feat", "s3://b/feat")
+        sent = GetAssetByName(name="feat") if case == "by name" else GetAssetByUri(uri="s3://b/feat")
+        assert comms.sent == [sent]
+    else:
+        assert got is None and comms.sent == ([GetAssetByName(name="feat")] if case == "unknown" else [])

@@ -10,9 +10,9 @@ A tracked task's Airflow assets on its MLflow run, and its MLflow run on the ass
   (:data:`EVENT_RUN_ID`, :data:`EVENT_EXPERIMENT_ID`), set before ``execute``: a key the task sets
   itself (``outlet_events[asset].extra[...]``, ``yield Metadata(...)``) wins.
 
-Only an ``Asset`` has a URI before the task runs. An ``AssetAlias`` (its assets are known from
-the events the task adds), an asset reference (``Asset.ref(...)``) and other lineage objects are
-left out, with a debug line.
+An asset reference (``Asset.ref(name=...)``, ``Asset.ref(uri=...)``) counts as the asset Airflow
+knows by that name or URI. An ``AssetAlias`` (its assets are known only from the events the task
+adds) and other lineage objects are left out, with a debug line.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlflow import compat
 from airflow_mlflow.tags import INLET_CONTEXT, OUTLETS
 from airflow_mlflow.validation import MAX_TAG_VALUE_LENGTH
 
@@ -41,15 +42,19 @@ EVENT_EXPERIMENT_ID = "mlflow_experiment_id"
 
 
 def concrete_assets(objects: Any, what: str) -> list[Asset]:
-    """The ``Asset`` objects of a task's ``inlets`` or ``outlets``, once each (by URI), in order."""
+    """
+    The assets of a task's ``inlets`` or ``outlets``, once each (by URI), in order: ``Asset``s, and
+    the assets asset references name (``Asset.ref(...)``, asked from Airflow).
+    """
     from airflow.sdk import Asset
 
     found: dict[str, Asset] = {}
     for obj in objects or ():
-        if isinstance(obj, Asset) and obj.uri:
-            found.setdefault(obj.uri, obj)
+        asset = obj if isinstance(obj, Asset) else compat.resolve_asset_ref(obj)
+        if asset is not None and asset.uri:
+            found.setdefault(asset.uri, asset)
         else:
-            log.debug("MLflow: %s %r has no URI before the task runs; not recorded on the run", what, obj)
+            log.debug("MLflow: %s %r is no asset with a URI; not recorded on the run", what, obj)
     return list(found.values())
 
 

@@ -244,10 +244,11 @@ def test_inlets_are_dataset_inputs_outlets_a_tag_and_asset_events_carry_the_run(
     featurize, publish = children["featurize"], children["publish"]
     inputs, count = _dataset_inputs(store, featurize)
     context = {"mlflow.data.context": "airflow.inlet"}
-    # RAW is listed twice and an AssetAlias once: two inputs.
-    assert count == 2 and inputs == {
+    # RAW is listed twice, an AssetAlias once (left out), FEATURES by a reference to its name.
+    assert count == 3 and inputs == {
         "raw_orders": (digest(dags.RAW.uri), "airflow_asset", dags.RAW.uri, context),
         "model_input": (digest(dags.MODEL_INPUT.uri), "airflow_asset", dags.MODEL_INPUT.uri, context),
+        "order_features": (digest(dags.FEATURES.uri), "airflow_asset", dags.FEATURES.uri, context),
     }
     assert len(digest(dags.RAW.uri)) == 10 and digest(dags.RAW.uri) == digest(dags.RAW.uri)
     assert json.loads(featurize.data.tags["airflow.outlets"]) == [dags.REPORT.uri]
@@ -276,7 +277,7 @@ def test_a_retried_task_logs_its_inlets_once(store):
     featurize = children["featurize"]
     assert featurize.data.tags["airflow.try.2.state"] == "success"
     inputs, count = _dataset_inputs(store, featurize)
-    assert count == 2 and sorted(inputs) == ["model_input", "raw_orders"]
+    assert count == 3 and sorted(inputs) == ["model_input", "order_features", "raw_orders"]
     event = _asset_events(dags.REPORT.uri, dag_run)["featurize"]
     assert event["mlflow_run_id"] == featurize.info.run_id
 
@@ -309,3 +310,19 @@ def test_the_outlets_tag_stays_within_mlflows_limit(caplog):
     assert len(tag) <= MAX_TAG_VALUE_LENGTH and kept == [a.uri for a in many[: len(kept)]]
     assert 0 < len(kept) < 100 and f"lists {len(kept)} of the task's 100 outlets" in caplog.text
     assert outlet_tags(SimpleNamespace(outlets=[AssetAlias("a")])) == {}
+
+
+def test_log_inputs_checks_every_dataset_before_writing(store):
+    from airflow_mlflow.exceptions import MLflowInputError
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+    from airflow_mlflow.hooks.tracking import DatasetInput
+
+    hook = MLflowHook()
+    run_id = hook.create_run(hook.get_or_create_experiment("inputs"), "r", {}, 0).run_id
+    good = DatasetInput("a", "0123456789", "airflow_asset", "s3://b/a", "airflow.inlet")
+    bad = DatasetInput("b", "x" * 40, "airflow_asset", "s3://b/b")
+    with pytest.raises(MLflowInputError, match=r"dataset input 'b' of run .*: digest 'x+'… is 40 characters"):
+        hook.log_inputs(run_id, [good, bad])
+    assert store.client.get_run(run_id).inputs.dataset_inputs == []
+    assert hook.log_inputs(run_id, [good]) == hook.log_inputs(run_id, [good]) == 1
+    assert len(store.client.get_run(run_id).inputs.dataset_inputs) == 1
