@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 
@@ -428,3 +429,21 @@ def test_importing_the_helpers_loads_neither_kubernetes_docker_nor_mlflow():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_mlflow_reads_credentials_from_the_file_format_the_docstring_gives(tmp_path):
+    """What track_in_container mounts: ``~/.mlflow/credentials``, section [mlflow]."""
+    (tmp_path / ".mlflow").mkdir()
+    (tmp_path / ".mlflow" / "credentials").write_text(
+        f"[mlflow]\nmlflow_tracking_username = alice\nmlflow_tracking_password = {PASSWORD}\n"
+    )
+    probe = "from mlflow.utils.credentials import read_mlflow_creds; print(tuple(read_mlflow_creds()))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**env, "HOME": str(tmp_path)},
+    )
+    assert out.stdout.strip().splitlines()[-1] == repr(("alice", PASSWORD))
