@@ -45,6 +45,7 @@ VERSION = "{{ ti.xcom_pull(task_ids='register')['version'] }}"
     schedule=None,
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
+    max_active_runs=1,  # one candidate at a time: each is gated against the champion before it
     tags=["mlflow", "example", "retraining"],
     doc_md=__doc__,
     params={

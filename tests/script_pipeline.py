@@ -11,18 +11,54 @@ verdict; a passing version is promoted.
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+ROOT = Path(__file__).resolve().parents[1]
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+EXAMPLES = ROOT / "dags_examples"
 DAG_ID = "retrain_from_script"
 MODEL = "breast_cancer_from_script"
 SCRIPT = "scripts/train_classifier.py"
 #: The gate of the DAG: accuracy >= 0.85 and at least 0.005 over the champion.
 THRESHOLD, MARGIN = 0.85, 0.005
 METRICS = {"accuracy", "f1", "roc_auc"}
+
+
+def dags_test_env(home: Path, **extra: str) -> dict[str, str]:
+    """A fresh AIRFLOW_HOME serving the example DAGs; no connection or MLflow setting inherited."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "MLFLOW_"))}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(EXAMPLES),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        PYTHONPATH=str(ROOT),
+        **extra,
+    )
+    return env
+
+
+def airflow_cli(env: dict[str, str], *args: str) -> str:
+    """Run the ``airflow`` CLI; its output (stdout and stderr), which must report success."""
+    done = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, cwd=ROOT)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    return output
+
+
+def dags_test(env: dict[str, str], day: str) -> tuple[str, str]:
+    """``airflow dags test retrain_from_script <day>``: the DAG run's id and the output."""
+    output = airflow_cli(env, "dags", "test", DAG_ID, day)
+    finished = rf"DagRun Finished: dag_id={DAG_ID}, .*?run_id=([^,]+),.*state=success"
+    (run_id,) = re.findall(finished, output)
+    return run_id, output
 
 
 @dataclass(frozen=True)

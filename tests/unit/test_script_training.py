@@ -6,10 +6,7 @@ real scheduler (tests/e2e)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,53 +14,25 @@ import pytest
 
 from tests import script_pipeline as pipeline
 
-ROOT = Path(__file__).resolve().parents[2]
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-EXAMPLES = ROOT / "dags_examples"
 DAY = "2026-11-01"
 DEPRECATION = re.compile(r"\b(\w*Deprecat\w*Warning|FutureWarning)\b")
-
-
-def dags_test_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "MLFLOW_"))}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(EXAMPLES),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        PYTHONPATH=str(ROOT),
-    )
-    return env
-
-
-def run_cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, cwd=ROOT)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
-    return output
-
-
-def dag_run_id(output: str) -> str:
-    (run_id,) = re.findall(
-        rf"DagRun Finished: dag_id={pipeline.DAG_ID}, .*?run_id=([^,]+),.*state=success", output
-    )
-    return run_id
 
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory) -> SimpleNamespace:
     home = tmp_path_factory.mktemp("script-training") / "home"
-    env = dags_test_env(home)
-    run_cli(env, "db", "migrate")
-    output = run_cli(env, "dags", "test", pipeline.DAG_ID, DAY)
+    env = pipeline.dags_test_env(home)
+    pipeline.airflow_cli(env, "db", "migrate")
+    run_id, output = pipeline.dags_test(env, DAY)
     uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
     from mlflow import MlflowClient
 
-    return SimpleNamespace(home=home, output=output, client=MlflowClient(uri), uri=uri)
+    return SimpleNamespace(home=home, run_id=run_id, output=output, client=MlflowClient(uri), uri=uri)
 
 
 @pytest.mark.timeout(900)
 def test_the_scripts_run_model_and_promotion_on_the_embedded_store(embedded):
-    trained = pipeline.assert_training(embedded.client, embedded.uri, dag_run_id(embedded.output), "20261101")
+    trained = pipeline.assert_training(embedded.client, embedded.uri, embedded.run_id, "20261101")
     assert pipeline.assert_registry(embedded.client, [trained]) == ["passed"]
     assert str(embedded.home / "mlflow" / "artifacts") in trained.run.info.artifact_uri
     # The script's own output, in the task log; and the gate's verdict.
@@ -91,10 +60,10 @@ def test_the_dag_processor_skips_the_script():
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils.file import list_py_file_paths
 
-    script = EXAMPLES / pipeline.SCRIPT
+    script = pipeline.EXAMPLES / pipeline.SCRIPT
     assert script.is_file()
-    assert str(script) not in list_py_file_paths(str(EXAMPLES), safe_mode=True)
-    bag = DagBag(dag_folder=str(EXAMPLES), safe_mode=True)
+    assert str(script) not in list_py_file_paths(str(pipeline.EXAMPLES), safe_mode=True)
+    bag = DagBag(dag_folder=str(pipeline.EXAMPLES), safe_mode=True)
     assert bag.import_errors == {}
     assert Path(bag.dags[pipeline.DAG_ID].fileloc).name == "script_training.py"
     assert not [d for d in bag.dags.values() if Path(d.fileloc).parent.name == "scripts"]

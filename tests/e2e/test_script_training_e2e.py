@@ -1,0 +1,59 @@
+"""``retrain_from_script`` (``dags_examples/script_training.py``) under the real scheduler.
+
+Two DAG runs, triggered through the REST API one after the other with logical dates 2026-11-01
+and 2026-11-02 (the date seeds the script's holdout split). In each, the ``BashOperator`` runs the
+unmodified training script in a task process the LocalExecutor started; the script's params,
+metrics and model land in that task's child run under the DAG run's parent, the model is
+registered from there and gated. The first version becomes the champion; the second scores the
+same accuracy, short of the 0.005 margin, so it is rejected (gate and promotion skipped, run
+successful).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests import script_pipeline as pipeline
+from tests.e2e._airflow import ROOT
+
+DAYS = {"2026-11-01": "20261101", "2026-11-02": "20261102"}
+RUN_TIMEOUT = 300
+
+
+def test_the_script_pipeline_under_the_scheduler(airflow_stack):
+    stack = airflow_stack
+    stack.wait_for_dag(pipeline.DAG_ID)
+    fileloc = Path(stack.api("GET", f"/dags/{pipeline.DAG_ID}/details")["fileloc"])
+    assert fileloc.resolve() == ROOT / "dags_examples" / "script_training.py"  # the shipped file
+    stack.unpause(pipeline.DAG_ID)
+    run_ids = {}
+    for day in DAYS:
+        run_id = stack.trigger(pipeline.DAG_ID, logical_date=f"{day}T00:00:00Z")
+        state = stack.wait(pipeline.DAG_ID, run_id, timeout=RUN_TIMEOUT, interval=0.5)
+        assert state == "success", stack.describe_failure(pipeline.DAG_ID, run_id)
+        run_ids[day] = run_id
+
+    client = stack.mlflow_client()
+    trained = [
+        pipeline.assert_training(client, stack.mlflow_tracking_uri, run_ids[day], seed)
+        for day, seed in DAYS.items()
+    ]
+    verdicts = pipeline.assert_registry(client, trained)
+    assert verdicts == ["passed", "rejected"], [t.run.data.metrics["accuracy"] for t in trained]
+
+    for day, verdict in zip(DAYS, verdicts, strict=True):
+        run_id = run_ids[day]
+        states = {t["task_id"]: t["state"] for t in stack.task_instances(pipeline.DAG_ID, run_id)}
+        after_gate = "success" if verdict == "passed" else "skipped"
+        assert states == {
+            "train": "success",
+            "register": "success",
+            "gate": after_gate,
+            "promote": after_gate,
+        }
+        log = stack.task_log(pipeline.DAG_ID, run_id, "train")
+        assert "the task's child process writes into this run" in log
+        assert "train_classifier.py --C 1.0 --max-iter 1000 --seed" in log
+        assert "accuracy=0." in log  # the script's own output
+    # No scheduled run: the DAG is triggered, never scheduled.
+    assert stack.dag_runs(pipeline.DAG_ID, run_type="scheduled") == []
