@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
 import pendulum
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.providers.standard.operators.python import PythonOperator
@@ -13,23 +19,49 @@ from airflow_mlflow import disable_tracking, enable_tracking
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 
+#: An MLflow script that knows nothing of Airflow; the BashOperator renders ``params.rows`` into it.
+ROWS_SCRIPT = 'import mlflow; mlflow.log_metric("rows", {{ params.rows }})'
+
+#: ``@task.virtualenv`` reuses one venv per machine (creating it costs ~8 s: ensurepip).
+VENV_CACHE = str(Path(tempfile.gettempdir()) / "amlf-test-venvs")
+#: A venv made from a venv's interpreter (``python -m venv --system-site-packages``) sees the
+#: *base* interpreter's site-packages, not this one's: point it at ours so ``import mlflow`` works
+#: offline, with nothing to install.
+VENV_ENV = {"PYTHONPATH": sysconfig.get_path("purelib")}
+
+
+def python_c(script: str) -> str:
+    """The shell command running ``script`` with this interpreter."""
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}"
+
+
 def _prepare(rows: int) -> int:
     return rows
 
 
 def mixed_dag(dag_id: str, *, opt_in: bool = True, skip_report: bool = False, fail_bash: bool = False):
-    """A PythonOperator, a BashOperator holding a secret in ``env``, a mapped @task (x2), a @task.mlflow."""
+    """
+    A PythonOperator; a BashOperator running an unmodified MLflow script (``ROWS_SCRIPT``) with a
+    secret in ``env``; a @task.virtualenv calling ``mlflow.log_metric`` with no set-up; a mapped
+    @task (x2); a @task; a @task.mlflow.
+    """
 
     @dag(dag_id=dag_id, schedule=None, start_date=START, catchup=False)
     def _dag():
         prepare = PythonOperator(task_id="prepare", python_callable=_prepare, op_kwargs={"rows": 42})
         bash = BashOperator(
             task_id="bash",
-            bash_command="exit 3" if fail_bash else "echo rows={{ params.rows }}",
+            bash_command="exit 3" if fail_bash else python_c(ROWS_SCRIPT),
             env={"API_PASSWORD": "hunter2"},
             append_env=True,
             params={"rows": 7},
         )
+
+        @task.virtualenv(system_site_packages=True, venv_cache_path=VENV_CACHE, env_vars=VENV_ENV)
+        def in_venv() -> None:
+            import mlflow
+
+            mlflow.log_metric("venv_score", 0.5)
 
         @task
         def fold(i: int) -> int:
@@ -48,7 +80,7 @@ def mixed_dag(dag_id: str, *, opt_in: bool = True, skip_report: bool = False, fa
 
         folds = fold.expand(i=[1, 2])
         rep = report()
-        prepare >> bash >> folds >> rep >> train()
+        prepare >> bash >> in_venv() >> folds >> rep >> train()
         if skip_report:
             disable_tracking(rep)
 
@@ -77,11 +109,8 @@ secrets = enable_tracking(_secrets())
 @dag(dag_id="any_task_script", schedule=None, start_date=START, catchup=False)
 def _script():
     """An unmodified MLflow script run by a BashOperator: it knows nothing of Airflow."""
-    import shlex
-    import sys
-
     script = "import mlflow; mlflow.log_metric('m', 1.5); mlflow.log_param('p', 'x')"
-    BashOperator(task_id="train", bash_command=f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}")
+    BashOperator(task_id="train", bash_command=python_c(script))
 
 
 script = enable_tracking(_script())
@@ -103,8 +132,6 @@ def _external_train() -> None:
 
 @dag(dag_id="any_task_external", schedule=None, start_date=START, catchup=False)
 def _external():
-    import sys
-
     from airflow.providers.standard.operators.python import ExternalPythonOperator
 
     ExternalPythonOperator(task_id="train", python=sys.executable, python_callable=_external_train)

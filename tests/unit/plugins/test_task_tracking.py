@@ -18,6 +18,15 @@ def fresh_listener():
     listener.reset()
 
 
+@pytest.fixture(autouse=True)
+def users_own_mlflow(tmp_path, monkeypatch) -> str:
+    """Where an untracked task's MLflow code writes (the user's own setting), not MLflow's default
+    ``./mlflow.db`` in whatever directory the task runs in."""
+    uri = f"sqlite:///{tmp_path / 'users-own.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
 def _runs(store, dag, dag_run):
     exp = store.client.get_experiment_by_name(dag.dag_id)
     if exp is None:
@@ -39,7 +48,7 @@ def test_an_opted_in_dag_gets_one_parent_and_a_child_per_task_instance(store):
     assert dag_run.state == "success"
     parents, children = _runs(store, any_task.mixed, dag_run)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert sorted(children) == ["bash", "fold[0]", "fold[1]", "prepare", "report", "train"]
+    assert sorted(children) == ["bash", "fold[0]", "fold[1]", "in_venv", "prepare", "report", "train"]
     for name, child in children.items():
         tags = child.data.tags
         assert child.info.status == "FINISHED", name
@@ -47,8 +56,13 @@ def test_an_opted_in_dag_gets_one_parent_and_a_child_per_task_instance(store):
         assert tags["airflow.try_number"] == "1" and tags["airflow.try.1.state"] == "success"
     bash = children["bash"]
     assert bash.data.tags["airflow.operator"] == ("airflow.providers.standard.operators.bash.BashOperator")
-    assert bash.data.params["airflow.field.bash_command"] == "echo rows=7"
+    assert bash.data.params["airflow.field.bash_command"] == any_task.python_c(
+        any_task.ROWS_SCRIPT.replace("{{ params.rows }}", "7")
+    )
     assert "airflow.duration_s" in bash.data.metrics
+    # Code that knows nothing of Airflow or of the run: the script, and a @task.virtualenv callable.
+    assert bash.data.metrics["rows"] == 7
+    assert children["in_venv"].data.metrics["venv_score"] == 0.5
     assert children["prepare"].data.params["airflow.field.op_kwargs"] == '{"rows": 42}'
     assert children["fold[1]"].data.tags["airflow.map_index"] == "1"
     # The provider's own task opened its run itself, once: no second run from the listener.
@@ -72,10 +86,15 @@ def test_disable_tracking_excludes_a_task(store):
     assert "report" not in children and "bash" in children and "train" in children
 
 
-def test_a_dag_without_opt_in_gets_no_runs_but_its_own_mlflow_task(store):
+def test_a_dag_without_opt_in_gets_no_runs_but_its_own_mlflow_task(store, users_own_mlflow):
+    from mlflow import MlflowClient
+
     dag_run = _run(any_task.plain)
     _, children = _runs(store, any_task.plain, dag_run)
     assert sorted(children) == ["train"]
+    # The untracked script and venv callable wrote where the user's own settings say.
+    own = MlflowClient(users_own_mlflow).search_runs(["0"])
+    assert sorted(m for r in own for m in r.data.metrics) == ["rows", "venv_score"]
 
 
 def test_track_all_tasks_tracks_an_unmodified_dag(store, monkeypatch):
@@ -83,7 +102,8 @@ def test_track_all_tasks_tracks_an_unmodified_dag(store, monkeypatch):
     dag_run = _run(any_task.plain)
     parents, children = _runs(store, any_task.plain, dag_run)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert sorted(children) == ["bash", "fold[0]", "fold[1]", "prepare", "report", "train"]
+    assert sorted(children) == ["bash", "fold[0]", "fold[1]", "in_venv", "prepare", "report", "train"]
+    assert children["bash"].data.metrics["rows"] == 7
 
 
 def test_a_failed_task_ends_its_run_failed(store):
@@ -123,7 +143,7 @@ def test_a_tracking_error_never_reaches_the_task(store, monkeypatch, caplog):
     dag_run = _run(any_task.partly)
     assert dag_run.state == "success"
     warnings = [r for r in caplog.records if "MLflow tracking of this task start failed" in r.message]
-    assert len(warnings) == 4  # one each: prepare, bash, fold[0], fold[1]
+    assert len(warnings) == 5  # one each: prepare, bash, in_venv, fold[0], fold[1]
     # The end of the DAG run records the attempts that never reached MLflow, as for an outage.
     _, children = _runs(store, any_task.partly, dag_run)
     assert children["bash"].data.tags["airflow.try.1.state"] == "success"
