@@ -29,6 +29,7 @@ from airflow_mlflow.tags import DURATION_METRIC, FIELD_PARAM_PREFIX, OPERATOR, O
 from airflow_mlflow.validation import MAX_KEY_LENGTH, MAX_PARAM_VALUE_LENGTH
 
 if TYPE_CHECKING:
+    from airflow_mlflow.hooks.config import HttpBudget
     from airflow_mlflow.hooks.mlflow import MLflowHook
     from airflow_mlflow.operators.base import TrackedRun
     from airflow_mlflow.runs import TaskRun
@@ -53,7 +54,8 @@ def start(ti: Any) -> None:
     context = ti.get_template_context()
     ctx = TaskRunContext.from_context(context)
     conn_id, experiment_name = listener_target()
-    hook = make_hook(conn_id)
+    connection = make_hook(conn_id)
+    hook = connection.with_fallback_budget(_quick_budget())
     _set_attr(task, "_run_recorded", False)
     tracked = TrackedRun(ctx)
     tracked.run = open_task_run(hook, ctx, experiment_name=experiment_name, find_existing=True)
@@ -70,10 +72,23 @@ def start(ti: Any) -> None:
         tracked.run.experiment_id,
         tracked.run.run_url or "",
     )
-    exported = export_env(task, hook, tracked.run, resolve_experiment_name(hook, experiment_name, ctx.dag_id))
+    # The child process gets the connection's own budget: that is the user's work.
+    experiment = resolve_experiment_name(hook, experiment_name, ctx.dag_id)
+    exported = export_env(task, connection, tracked.run, experiment)
     if exported:
         log.info("MLflow: the task's child process writes into this run (%s)", ", ".join(sorted(exported)))
     task_assets.record(task, context, hook, tracked.run)
+
+
+def _quick_budget() -> HttpBudget:
+    """
+    The retry budget of the listener's own requests when the connection sets none: the task does
+    not need MLflow, so an outage delays it by a few seconds, not the half minute the provider's
+    operators wait (it then runs untracked, and the end of its DAG run records its attempt).
+    """
+    from airflow_mlflow.hooks.config import HttpBudget
+
+    return HttpBudget(max_retries=1, backoff_factor=1.0, timeout=5.0)
 
 
 def finish(ti: Any, outcome: str, error: Any = None) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -32,6 +33,8 @@ class Listener:
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
+        #: ``time.time()`` of each connection accepted.
+        self.accepted_at: list[float] = []
         self.held: list[socket.socket] = []
         self.hold = answer
         self._stop = threading.Event()
@@ -47,6 +50,7 @@ class Listener:
             except OSError:
                 return
             self.accepted += 1
+            self.accepted_at.append(time.time())
             if self.hold:
                 self.held.append(conn)  # never answers: the client's read timeout ends it
             else:
