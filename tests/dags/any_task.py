@@ -91,6 +91,8 @@ def mixed_dag(dag_id: str, *, opt_in: bool = True, skip_report: bool = False, fa
 mixed = mixed_dag("any_task_mixed")
 partly = mixed_dag("any_task_partly", skip_report=True)
 plain = mixed_dag("any_task_plain", opt_in=False)
+#: Not opted in, one task opted out: with ``track_all_tasks`` every task but ``report`` is tracked.
+all_but_report = mixed_dag("any_task_all_but_report", opt_in=False, skip_report=True)
 failing = mixed_dag("any_task_failing", fail_bash=True)
 
 
