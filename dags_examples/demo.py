@@ -2,7 +2,9 @@
 ``make demo``: the scheduled retraining pipeline on the embedded MLflow store, start to finish.
 
 Runs ``retrain_model`` for four consecutive days (each trains on its own data window; some days
-drift), then ``score_batch`` with the resulting champion, and prints what landed in MLflow.
+drift), then ``score_batch`` with the resulting champion; then ``retrain_from_script`` (an
+unmodified training script in a ``BashOperator``, tracked by ``enable_tracking``) for two days;
+and prints what landed in MLflow.
 Everything lives in ``.airflow/`` in this checkout, recreated on each demo: Airflow's metadata
 DB, and the embedded MLflow store in ``.airflow/mlflow/``.
 """
@@ -16,13 +18,16 @@ import sys
 import time
 from pathlib import Path
 
-from airflow_mlflow.tags import GATE_STATUS, ROLE, ROLE_TASK, gate_metric
+from airflow_mlflow.tags import GATE_STATUS, OPERATOR_NAME, ROLE, ROLE_TASK, gate_metric
 
 ROOT = Path(__file__).resolve().parents[1]
 HOME = ROOT / ".airflow"
 BIN = Path(sys.executable).parent
 MODEL = "breast_cancer_classifier"
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
+SCRIPT_DAG = "retrain_from_script"
+SCRIPT_MODEL = "breast_cancer_from_script"
+SCRIPT_DAYS = ["2026-11-01", "2026-11-02"]
 
 
 def airflow(*args: str, env: dict[str, str]) -> float:
@@ -40,8 +45,8 @@ def client():
     return MlflowClient(f"sqlite:///{HOME / 'mlflow' / 'mlflow.db'}")
 
 
-def newest_version():
-    return max(client().search_model_versions(f"name = '{MODEL}'"), key=lambda v: int(v.version))
+def newest_version(model: str = MODEL):
+    return max(client().search_model_versions(f"name = '{model}'"), key=lambda v: int(v.version))
 
 
 def main() -> None:
@@ -55,16 +60,27 @@ def main() -> None:
     )
     print(f"==> Airflow home {HOME} (fresh); MLflow: embedded store in {HOME / 'mlflow'}", flush=True)
     print(f"    airflow db migrate ... {airflow('db', 'migrate', env=env):.0f}s", flush=True)
-    for day in DAYS:
-        print(f"==> retrain_model for {day}: train on the day's window, register, gate, promote", flush=True)
-        seconds = airflow("dags", "test", "retrain_model", day, env=env)
-        v = newest_version()
+    gated_days("retrain_model", MODEL, DAYS, "train on the day's window, register, gate, promote", env)
+    print("==> score_batch: load models:/breast_cancer_classifier@champion and score a batch", flush=True)
+    airflow("dags", "test", "score_batch", env=env)
+    gated_days(SCRIPT_DAG, SCRIPT_MODEL, SCRIPT_DAYS, "a plain script in a BashOperator, then the same", env)
+    summarize()
+    summarize_script()
+    print()
+    print("Look further:")
+    print("  make airflow     # Airflow's UI on http://localhost:8080 (this demo's DAG runs; login printed)")
+    print("  make mlflow-ui   # MLflow's UI on http://localhost:5000 (runs, plots, models, verdict tags)")
+
+
+def gated_days(dag_id: str, model: str, days: list[str], what: str, env: dict[str, str]) -> None:
+    """``airflow dags test`` of a register/gate/promote DAG once per day, with each verdict."""
+    for day in days:
+        print(f"==> {dag_id} for {day}: {what}", flush=True)
+        seconds = airflow("dags", "test", dag_id, day, env=env)
+        v = newest_version(model)
         status = v.tags.get(GATE_STATUS, "?")
         print(f"    version {v.version}: gate {status.upper()} ({seconds:.0f}s)", flush=True)
         print(f"    {v.tags.get(gate_metric('accuracy'), '')}", flush=True)
-    print("==> score_batch: load models:/breast_cancer_classifier@champion and score a batch", flush=True)
-    airflow("dags", "test", "score_batch", env=env)
-    summarize()
 
 
 def summarize() -> None:
@@ -92,10 +108,42 @@ def summarize() -> None:
     rows, rate = scored.data.metrics["rows_scored"], scored.data.metrics["positive_rate"]
     print(f"Champion: version {champion.version}. score_batch scored {rows:.0f} rows with it")
     print(f"(positive rate {rate:.2f}); its predictions are an artifact of run {scored.info.run_id}.")
+
+
+def summarize_script() -> None:
+    """Where the script's logging landed: the BashOperator task's child run, under the DAG run's parent."""
+    mlflow_client = client()
+    experiment = mlflow_client.get_experiment_by_name(SCRIPT_DAG)
+    versions = sorted(
+        mlflow_client.search_model_versions(f"name = '{SCRIPT_MODEL}'"), key=lambda v: int(v.version)
+    )
     print()
-    print("Look further:")
-    print("  make airflow     # Airflow's UI on http://localhost:8080 (this demo's DAG runs; login printed)")
-    print("  make mlflow-ui   # MLflow's UI on http://localhost:5000 (runs, plots, models, verdict tags)")
+    print(
+        f"{SCRIPT_DAG}: scripts/train_classifier.py run by a BashOperator, opted in by enable_tracking(...)"
+    )
+    print(
+        f"{'version':<8} {'seed':<9} {'accuracy':<9} {'verdict':<9} {'stage':<11} {'alias':<11} run of train"
+    )
+    for v in versions:
+        run = mlflow_client.get_run(v.run_id)
+        aliases = ", ".join(mlflow_client.get_model_version(SCRIPT_MODEL, v.version).aliases)
+        print(
+            f"{v.version:<8} {run.data.params['seed']:<9} {run.data.metrics['accuracy']:<9.4f} "
+            f"{v.tags.get(GATE_STATUS, '-'):<9} {v.current_stage:<11} {aliases:<11} {run.info.run_id}"
+        )
+    first = mlflow_client.get_run(versions[0].run_id)
+    parent = mlflow_client.get_run(first.data.tags["mlflow.parentRunId"])
+    (logged,) = mlflow_client.search_logged_models(
+        [experiment.experiment_id], filter_string=f"source_run_id = '{first.info.run_id}'"
+    )
+    params = ", ".join(f"{k}={first.data.params[k]}" for k in ("C", "max_iter", "seed"))
+    metrics = ", ".join(f"{k}={first.data.metrics[k]:.4f}" for k in ("accuracy", "f1", "roc_auc"))
+    print()
+    print(f"Version 1 came from run {first.info.run_id}, the child run of task {first.info.run_name}")
+    print(f"({ROLE}={first.data.tags[ROLE]}, a {first.data.tags[OPERATOR_NAME]}) under the DAG run's parent")
+    print(f"{parent.info.run_id} ({ROLE}={parent.data.tags[ROLE]}). The script logged there")
+    print(f"{params}; {metrics};")
+    print(f"and model {logged.name!r} (models:/{logged.model_id}).")
 
 
 if __name__ == "__main__":
