@@ -52,13 +52,13 @@ def _set(obj: Any, value: bool) -> None:
     tasks = getattr(target, "task_dict", None)
     if tasks is None:  # a task
         _chosen.add(target)
-        if value:
+        if value and not provider_task(target):
             _add_link(target)
         return
     for task in tasks.values():
         if task not in _chosen:
             task.params[TRACKING_PARAM] = Param(value, const=value)
-            if value:
+            if value and not provider_task(task):  # the provider's own tasks have their links
                 _add_link(task)
 
 

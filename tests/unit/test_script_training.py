@@ -44,11 +44,6 @@ def test_the_run_prints_no_deprecation_warning(embedded):
     assert [line for line in embedded.output.splitlines() if DEPRECATION.search(line)] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="enable_tracking(dag) gives the provider's own tasks (register, gate, promote) the "
-    "'MLflow Run' link too; they push no run, so computing it logs 'XCom not found' (tracking._set)",
-)
 def test_the_registry_tasks_log_no_error(embedded):
     errors = [line for line in embedded.output.splitlines() if "[error" in line]
     assert errors == []

@@ -68,6 +68,25 @@ def test_the_providers_own_tasks_are_never_tracked_by_the_listener(monkeypatch):
     assert not is_tracked(log) and not is_tracked(trained.operator)
 
 
+def test_only_tasks_the_listener_tracks_get_the_run_link():
+    from airflow_mlflow import MLflowRegisterModelOperator
+    from airflow_mlflow.links.mlflow import MLflowRunLink
+
+    with _dag("links") as dag:
+        bash = BashOperator(task_id="bash", bash_command="true")
+        register = MLflowRegisterModelOperator(task_id="register", model_uri="runs:/r/model", name="m")
+        single = MLflowRegisterModelOperator(task_id="single", model_uri="runs:/r/model", name="m")
+    enable_tracking(single)
+    enable_tracking(dag)
+
+    def run_links(op):
+        return [link for link in op.operator_extra_links if isinstance(link, MLflowRunLink)]
+
+    assert len(run_links(bash)) == 1
+    # The registry operators push no run: a run link would log "XCom not found" on every page view.
+    assert run_links(register) == [] and run_links(single) == []
+
+
 def test_the_choice_survives_serialization_and_a_trigger_conf_cannot_flip_it():
     from airflow.serialization.serialized_objects import DagSerialization
 
