@@ -192,3 +192,40 @@ def points_by_attempt(client, run_id: str, key: str) -> dict[int | None, list[in
                 attempt = number
         grouped.setdefault(attempt, []).append(point.step)
     return {n: sorted(steps) for n, steps in grouped.items()}
+
+
+def artifact_text(tracking_uri: str, artifact_uri: str) -> str:
+    """The text of one artifact, by URI (``mlflow-artifacts:/`` ones through the server)."""
+    from pathlib import Path
+
+    from mlflow.artifacts import download_artifacts
+
+    return Path(download_artifacts(artifact_uri=artifact_uri, tracking_uri=tracking_uri)).read_text()
+
+
+def assert_logged_sklearn_model(client, tracking_uri: str, experiment_id: str, run_id: str):
+    """The run's one MLflow 3 logged model, ``model``: sklearn, with the breast-cancer data's
+    signature and an input example. Returns it."""
+    import yaml
+
+    (logged,) = client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    assert logged.name == "model"
+    files = {f.path for f in client.list_logged_model_artifacts(logged.model_id)}
+    assert {"MLmodel", "input_example.json"} <= files, files
+    mlmodel = yaml.safe_load(artifact_text(tracking_uri, f"{logged.artifact_location}/MLmodel"))
+    assert "sklearn" in mlmodel["flavors"]
+    inputs = json.loads(mlmodel["signature"]["inputs"])
+    assert len(inputs) == 30 and inputs[0]["name"] == "mean radius", inputs[:2]
+    assert json.loads(mlmodel["signature"]["outputs"])
+    assert mlmodel["saved_input_example_info"]["artifact_path"] == "input_example.json"
+    return logged
+
+
+def assert_one_tree(parents, children, task_names) -> None:
+    """One FINISHED parent, and a FINISHED child per task instance under it, each one try that succeeded."""
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(children) == sorted(task_names)  # one child per task instance, each mapped index its own
+    for name, child in children.items():
+        assert child.info.status == "FINISHED", name
+        assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id, name
+        assert child.data.tags["airflow.try.1.state"] == "success", name

@@ -10,7 +10,6 @@ verdict; a passing version is promoted.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from tests.assertions import assert_logged_sklearn_model
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -71,12 +70,6 @@ class Trained:
     model: Any  # mlflow.entities.LoggedModel the script logged in it
 
 
-def text_of(tracking_uri: str, artifact_uri: str) -> str:
-    from mlflow.artifacts import download_artifacts
-
-    return Path(download_artifacts(artifact_uri=artifact_uri, tracking_uri=tracking_uri)).read_text()
-
-
 def assert_training(client, tracking_uri: str, dag_run_id: str, seed: str) -> Trained:
     """The DAG run's parent and its one child, ``train``, with what the script logged."""
     experiment = client.get_experiment_by_name(DAG_ID)
@@ -112,16 +105,7 @@ def assert_training(client, tracking_uri: str, dag_run_id: str, seed: str) -> Tr
     assert all(0.9 < metrics[m] <= 1.0 for m in METRICS), metrics
     assert metrics["airflow.duration_s"] > 0
 
-    (logged,) = client.search_logged_models(
-        [experiment.experiment_id], filter_string=f"source_run_id = '{train.info.run_id}'"
-    )
-    assert logged.name == "model"
-    files = {f.path for f in client.list_logged_model_artifacts(logged.model_id)}
-    assert {"MLmodel", "input_example.json"} <= files, files
-    mlmodel = yaml.safe_load(text_of(tracking_uri, f"{logged.artifact_location}/MLmodel"))
-    assert "sklearn" in mlmodel["flavors"]
-    inputs = json.loads(mlmodel["signature"]["inputs"])
-    assert len(inputs) == 30 and inputs[0]["name"] == "mean radius", inputs[:2]
+    logged = assert_logged_sklearn_model(client, tracking_uri, experiment.experiment_id, train.info.run_id)
     return Trained(dag_run_id, seed, train, logged)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mlflow.entities import ViewType
 
-from tests.assertions import runs_of_dag_run
+from tests.assertions import assert_one_tree, runs_of_dag_run
 from tests.e2e._airflow import wait_for
 from tests.e2e.test_tracking_e2e import FINALIZE_TIMEOUT, parent_status
 
@@ -35,12 +35,7 @@ def test_the_mixed_dag_through_the_scheduler(airflow_stack):
     runs = runs_of_dag_run(client, DAG_ID, run_id)
     parents = [r for r in runs if r.data.tags.get("airflow.role") == "dag_run"]
     children = {r.info.run_name: r for r in runs if r.data.tags.get("airflow.role") == "task"}
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert sorted(children) == TASKS  # one child per task instance, each mapped index its own
-    for name, child in children.items():
-        assert child.info.status == "FINISHED", name
-        assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id, name
-        assert child.data.tags["airflow.try.1.state"] == "success", name
+    assert_one_tree(parents, children, TASKS)
     assert children["bash"].data.metrics["rows"] == 7  # the unmodified script's metric
     assert children["in_venv"].data.metrics["venv_score"] == 0.5  # the venv callable's
     assert children["train"].data.metrics["score"] == 0.9

@@ -21,8 +21,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-import yaml
-
+from tests.assertions import artifact_text, assert_logged_sklearn_model
 from tests.e2e._airflow import ROOT, TERMINAL_STATES, wait_for
 
 DAG_ID = "retrain_model"
@@ -64,14 +63,6 @@ def drop_todays_scheduled_run(stack) -> None:
 
 def when(timestamp: str) -> datetime:
     return datetime.fromisoformat(timestamp)
-
-
-def mlflow_file(stack, artifact_uri: str) -> str:
-    """The text of one artifact, by URI (``mlflow-artifacts:/`` ones through the server)."""
-    from mlflow.artifacts import download_artifacts
-
-    local = download_artifacts(artifact_uri=artifact_uri, tracking_uri=stack.mlflow_tracking_uri)
-    return Path(local).read_text()
 
 
 def task_run(client, experiment_id: str, dag_run_id: str, task_id: str):
@@ -161,22 +152,14 @@ def assert_training_runs(stack, client, run_ids: dict[str, str]) -> dict:
         assert all(0.0 < v <= 1.0 for v in run.data.metrics.values()), run.data.metrics
         evaluation = {f.path for f in client.list_artifacts(run.info.run_id, "evaluation")}
         assert evaluation == {"evaluation/confusion_matrix.png", "evaluation/metrics.json"}
-        table = json.loads(mlflow_file(stack, f"{run.info.artifact_uri}/evaluation/metrics.json"))
+        metrics_uri = f"{run.info.artifact_uri}/evaluation/metrics.json"
+        table = json.loads(artifact_text(stack.mlflow_tracking_uri, metrics_uri))
         assert [row[0] for row in table["data"]] == ["accuracy", "f1", "roc_auc"]
 
         # The MLflow 3 logged model of this run, with its signature and input example.
-        (logged,) = client.search_logged_models(
-            [experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+        logged = assert_logged_sklearn_model(
+            client, stack.mlflow_tracking_uri, experiment.experiment_id, run.info.run_id
         )
-        assert logged.name == "model"
-        files = {f.path for f in client.list_logged_model_artifacts(logged.model_id)}
-        assert {"MLmodel", "input_example.json"} <= files, files
-        mlmodel = yaml.safe_load(mlflow_file(stack, f"{logged.artifact_location}/MLmodel"))
-        assert "sklearn" in mlmodel["flavors"]
-        inputs = json.loads(mlmodel["signature"]["inputs"])
-        assert len(inputs) == 30 and inputs[0]["name"] == "mean radius", inputs[:2]
-        assert json.loads(mlmodel["signature"]["outputs"])
-        assert mlmodel["saved_input_example_info"]["artifact_path"] == "input_example.json"
         trained[day] = (run, logged)
     return trained
 
@@ -275,7 +258,8 @@ def assert_scoring(stack, client, run_ids: dict[str, str]) -> None:
         assert 0.0 < score.data.metrics["positive_rate"] < 1.0
         files = [f.path for f in client.list_artifacts(score.info.run_id, "predictions")]
         assert files == ["predictions/predictions.csv"]
-        csv = mlflow_file(stack, f"{score.info.artifact_uri}/predictions/predictions.csv").splitlines()
+        predictions_uri = f"{score.info.artifact_uri}/predictions/predictions.csv"
+        csv = artifact_text(stack.mlflow_tracking_uri, predictions_uri).splitlines()
         assert csv[0].startswith("mean radius,") and csv[0].endswith(",prediction")
         assert len(csv) == 201
 

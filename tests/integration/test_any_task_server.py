@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from airflow_mlflow.plugins import listener
-from tests.assertions import runs_of_dag_run
+from tests.assertions import assert_one_tree, runs_of_dag_run
 from tests.dags import any_task
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -101,12 +101,7 @@ def test_the_mixed_dag_against_a_basic_auth_server(server, account, monkeypatch,
 
     client = admin_client(server, monkeypatch)
     parents, children = runs_by_role(client, any_task.mixed, dag_run)
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert sorted(children) == TASKS  # one child per task instance, each mapped index its own
-    for name, child in children.items():
-        assert child.info.status == "FINISHED", name
-        assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id, name
-        assert child.data.tags["airflow.try.1.state"] == "success", name
+    assert_one_tree(parents, children, TASKS)
     assert children["fold[1]"].data.tags["airflow.map_index"] == "1"
     # Code that knows nothing of Airflow, in processes of its own, wrote into its task's run with
     # the user's credentials: the script of the BashOperator and the @task.virtualenv callable.
