@@ -145,3 +145,26 @@ def test_track_all_tasks_tracks_an_unmodified_dag_but_a_disabled_task(server, mo
     assert len(parents) == 1 and sorted(children) == [name for name in TASKS if name != "report"]
     assert children["bash"].data.metrics["rows"] == 7
     assert children["in_venv"].data.metrics["venv_score"] == 0.5
+
+
+def test_a_wrong_password_leaves_the_task_running_untracked_with_one_warning(
+    server, account, monkeypatch, tmp_path, capfd, caplog
+):
+    user, password = account
+    wrong = f"{password}-wrong"
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = {"conn_type": "mlflow", "host": host, "port": int(port), "login": user, "password": wrong}
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(conn))
+    dag_run = any_task.script.test()
+    listener.reset()  # the DAG run's end would retry in the background: refused credentials stay refused
+    assert dag_run.state == "success"  # the script ran, untracked
+    logs = "".join(capfd.readouterr()) + caplog.text
+    warnings = [r.getMessage() for r in caplog.records if "MLflow tracking of this task" in r.getMessage()]
+    assert (
+        len(warnings) == 1
+        and "start failed (the task is not affected; connection 'mlflow_default')" in warnings[0]
+    )
+    assert "401" in warnings[0] or "Unauthorized" in warnings[0] or "credentials" in warnings[0].lower()
+    assert wrong not in logs and password not in logs
+    assert (tmp_path / "untracked.db").exists()  # the script wrote where its own environment said
+    assert admin_client(server, monkeypatch).get_experiment_by_name(any_task.script.dag_id) is None

@@ -178,9 +178,14 @@ def _safely(what: str, call: Any, *args: Any) -> None:
 def _warn(what: str, err: BaseException) -> None:
     import logging
 
+    try:
+        conn_id = listener_target()[0]
+    except Exception:  # the message matters more than the connection's name
+        conn_id = "?"
     logging.getLogger(__name__).warning(
-        "MLflow tracking of this task %s failed (the task is not affected): %s",
+        "MLflow tracking of this task %s failed (the task is not affected; connection %r): %s",
         what,
+        conn_id,
         f"{type(err).__name__}: {err}"[:300],
     )
 

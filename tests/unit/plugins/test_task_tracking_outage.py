@@ -42,7 +42,10 @@ def test_mlflow_down_costs_a_tracked_plain_task_two_tries_and_one_warning(monkey
     # One try and one retry (the provider's operators' default budget would make five).
     assert len(before_task) == 2
     warnings = [r.getMessage() for r in caplog.records if "MLflow tracking of this task" in r.getMessage()]
-    assert len(warnings) == 1 and "start failed (the task is not affected)" in warnings[0]
+    assert (
+        len(warnings) == 1
+        and "start failed (the task is not affected; connection 'mlflow_default')" in warnings[0]
+    )
 
 
 def test_the_connections_own_budget_still_applies_to_the_listener(monkeypatch, tmp_path):
