@@ -197,15 +197,70 @@ def budget_scope(budget: HttpBudget) -> Iterator[None]:
         _BUDGET.reset(token)
 
 
+#: Called before each request MLflow sends in this context (None: send at once).
+_PACE: contextvars.ContextVar[Callable[[], object] | None] = contextvars.ContextVar(
+    "airflow_mlflow_pace", default=None
+)
+
+
+def _paced(send: Callable[..., Any]) -> Callable[..., Any]:
+    def stand_in(*args: Any, **kwargs: Any) -> Any:
+        pace = _PACE.get()
+        if pace is not None and "call_func" in kwargs:  # the Databricks SDK's loop: each attempt
+            call = kwargs["call_func"]
+            kwargs["call_func"] = lambda: (pace(), call())[1]
+        elif pace is not None:
+            pace()
+        return send(*args, **kwargs)
+
+    stand_in.__wrapped__ = send  # type: ignore[attr-defined]
+    return stand_in
+
+
+def _install_pace_seam() -> None:
+    """
+    ``http_request`` sends through one of two module-level functions of ``mlflow.utils.rest_utils``
+    (urllib3 with MLflow's retry, or the Databricks SDK's retry loop), whoever calls it (REST
+    stores, artifact repositories, :func:`rest_get`): each is replaced, once, by a stand-in that
+    first waits for the running call's pace. The retries stay MLflow's, paced by ``Retry-After``.
+    """
+    from mlflow.utils import rest_utils
+
+    with _seam_lock:
+        for name in (
+            "_get_http_response_with_retries",
+            "_retry_databricks_sdk_call_with_exponential_backoff",
+        ):
+            current = getattr(rest_utils, name)
+            if not hasattr(current, "__wrapped__"):
+                setattr(rest_utils, name, _paced(current))
+
+
+@contextlib.contextmanager
+def pace_scope(pace: Callable[[], object] | None) -> Iterator[None]:
+    """MLflow requests sent in this block (this thread, this task) call ``pace()`` first; None: no-op."""
+    if pace is None:
+        yield
+        return
+    _install_pace_seam()
+    token = _PACE.set(pace)
+    try:
+        yield
+    finally:
+        _PACE.reset(token)
+
+
 def bound_client(
     tracking_uri: str,
     registry_uri: str | None,
     creds_for: Callable[[str], MlflowHostCreds],
     budget: Callable[[], HttpBudget],
+    pace: Callable[[], object] | None = None,
 ) -> MlflowClient:
     """
     An ``MlflowClient`` for an http(s) ``tracking_uri`` whose REST stores carry their credentials
-    (``creds_for(uri)``) and retry budget (``budget()``, read on each request) themselves, instead
+    (``creds_for(uri)``), retry budget (``budget()``, read on each request) and pace (``pace()``
+    before each request, see :func:`pace_scope`) themselves, instead
     of reading ``os.environ`` on every request: shared processes (scheduler, triggerer, API server)
     keep credentials out of it.
 
@@ -224,12 +279,12 @@ def bound_client(
 
     class _BudgetedTrackingStore(TrackingRestStore):
         def _call_endpoint(self, *args: Any, **kwargs: Any) -> Any:
-            with budget_scope(budget()):
+            with budget_scope(budget()), pace_scope(pace):
                 return super()._call_endpoint(*args, **kwargs)
 
     class _BudgetedRegistryStore(RegistryRestStore):
         def _call_endpoint(self, *args: Any, **kwargs: Any) -> Any:
-            with budget_scope(budget()):
+            with budget_scope(budget()), pace_scope(pace):
                 return super()._call_endpoint(*args, **kwargs)
 
     class _BoundTracking(TrackingServiceClient):

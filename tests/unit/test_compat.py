@@ -330,6 +330,58 @@ def test_budget_seam_answers_with_the_running_calls_budget(monkeypatch):
         listener.close()
 
 
+def test_pace_seam_waits_before_each_request_in_its_scope(server):
+    """Every request ``http_request`` sends in a ``pace_scope`` calls the pace first; none outside."""
+    from mlflow.utils import rest_utils
+
+    uri, paced = f"http://127.0.0.1:{server.server_port}", []
+    with compat.pace_scope(lambda: paced.append(len(server.seen))):
+        compat.rest_get(creds(uri), "/api/2.0/mlflow/artifacts/list", {}, NO_RETRIES)
+        rest_utils.http_request(creds(uri), "/get-artifact", "GET", max_retries=0)
+        with compat.pace_scope(None):  # an inner call without a rate keeps the outer pace
+            rest_utils.http_request(creds(uri), "/get-artifact", "GET", max_retries=0)
+    assert paced == [0, 1, 2]  # each pace ran before its request reached the server
+    compat.rest_get(creds(uri), "/api/2.0/mlflow/artifacts/list", {}, NO_RETRIES)
+    assert paced == [0, 1, 2] and len(server.seen) == 4
+    for name in ("_get_http_response_with_retries", "_retry_databricks_sdk_call_with_exponential_backoff"):
+        assert hasattr(getattr(rest_utils, name), "__wrapped__"), name
+
+
+def test_pace_seam_paces_each_attempt_of_the_databricks_sdk_loop():
+    """On the Databricks SDK path MLflow retries in its own loop: each attempt waits for the pace."""
+    from databricks.sdk.errors import TooManyRequests
+    from mlflow.utils import rest_utils
+
+    attempts, paced = [], []
+
+    def call() -> str:
+        attempts.append(len(paced))
+        if len(attempts) == 1:
+            raise TooManyRequests("slow down")
+        return "ok"
+
+    with compat.pace_scope(lambda: paced.append(1)):
+        result = rest_utils._retry_databricks_sdk_call_with_exponential_backoff(
+            call_func=call,
+            retry_codes=[429],
+            retry_timeout_seconds=30,
+            backoff_factor=0,
+            backoff_jitter=0,
+            max_retries=2,
+        )
+    assert result == "ok" and attempts == [1, 2]
+
+
+def test_bound_client_paces_its_stores(server):
+    """The bound client's tracking and registry requests wait for its pace, outside any hook call."""
+    uri, paced = f"http://127.0.0.1:{server.server_port}", []
+    client = compat.bound_client(uri, None, creds, lambda: NO_RETRIES, lambda: paced.append(1))
+    for call in (client.search_experiments, lambda: client.get_registered_model("m")):
+        with pytest.raises(Exception):  # noqa: B017, PT011 (the stub server answers GETs only)
+            call()
+    assert len(paced) == 2
+
+
 @pytest.mark.parametrize("verb", ["search_experiments", "get_registered_model"])
 def test_bound_client_stores_carry_credentials_and_budget(verb):
     """Tracking and registry requests, outside any hook call, use the bound credentials and budget."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from airflow_mlflow import compat
 from airflow_mlflow.exceptions import MLflowProviderError, translate
 from airflow_mlflow.hooks.config import DEFAULT_CONN_ID, MLflowConnectionConfig, redact, redact_uri
 from airflow_mlflow.hooks.resolution import resolve_config
+from airflow_mlflow.hooks.throttle import limiter_for
 
 if TYPE_CHECKING:
     from typing import Self
@@ -151,14 +152,15 @@ class MLflowHookBase(BaseHook):
 
     def _rest_get(self, endpoint: str, params: Mapping[str, str]) -> dict:
         """GET a JSON endpoint of the tracking server with this hook's credentials."""
-        return compat.rest_get(
-            _host_creds(self.config, self.config.tracking_uri), endpoint, params, self.config.http_budget
-        )
+        creds = _host_creds(self.config, self.config.tracking_uri)
+        with compat.pace_scope(_pace(self.config)):
+            return compat.rest_get(creds, endpoint, params, self.config.http_budget)
 
     def _rest_get_bytes(self, endpoint: str, params: Mapping[str, str], max_bytes: int) -> bytes:
         """GET a file from the tracking server, reading at most ``max_bytes + 1`` bytes of it."""
         creds = _host_creds(self.config, self.config.tracking_uri)
-        return compat.rest_get_bytes(creds, endpoint, params, self.config.http_budget, max_bytes)
+        with compat.pace_scope(_pace(self.config)):
+            return compat.rest_get_bytes(creds, endpoint, params, self.config.http_budget, max_bytes)
 
     @contextlib.contextmanager
     def _call(self, resource: str, *, alias_lookup: bool = False) -> Iterator[None]:
@@ -215,12 +217,24 @@ def _redacted(err: BaseException, secrets: tuple[str, ...]) -> BaseException:
 
 @contextlib.contextmanager
 def _http_budget(config: MLflowConnectionConfig) -> Iterator[None]:
-    """MLflow requests made in this block (this thread) use ``config``'s retry budget."""
-    if not config.is_http:
+    """MLflow requests made in this block (this thread) use ``config``'s retry budget and pace."""
+    with contextlib.ExitStack() as stack:
+        # Paced whatever the scheme: a databricks:// client sends HTTP requests too.
+        stack.enter_context(compat.pace_scope(_pace(config)))
+        if config.is_http:
+            stack.enter_context(compat.budget_scope(config.http_budget))
         yield
-        return
-    with compat.budget_scope(config.http_budget):
-        yield
+
+
+def _pace(config: MLflowConnectionConfig) -> Callable[[], object] | None:
+    """
+    Waits for the slot of the connection's ``max_requests_per_second`` (None: unlimited). The
+    limiter is looked up on each request: a forked task process gets its own.
+    """
+    rate = config.max_requests_per_second
+    if rate is None:
+        return None
+    return lambda: limiter_for(config.tracking_uri, rate).wait()
 
 
 @contextlib.contextmanager
@@ -268,6 +282,7 @@ def _build_client(config: MLflowConnectionConfig) -> MlflowClient:
         config.registry_uri,
         lambda uri: _host_creds(config, uri),
         lambda: config.http_budget,
+        _pace(config),
     )
 
 

@@ -35,6 +35,8 @@ _BUDGET_FIELDS = {
 #: MLflow refuses more retries and larger factors than these (``_MLFLOW_HTTP_REQUEST_*_LIMIT``).
 _MAX_RETRIES_LIMIT = 10
 _MAX_BACKOFF_LIMIT = 120.0
+#: Bounds of the ``max_requests_per_second`` extra (one request every 1000 s .. no real limit).
+_MIN_RATE, _MAX_RATE = 0.001, 100_000.0
 
 #: The connection whose absence means "the embedded default"; any other id must exist.
 DEFAULT_CONN_ID = "mlflow_default"
@@ -177,6 +179,9 @@ class MLflowConnectionConfig:
     http_max_retries: int | None = None
     http_backoff_factor: float | None = None
     http_timeout: float | None = None
+    #: Extra ``max_requests_per_second``: the provider's own requests per second in one process
+    #: (see :mod:`airflow_mlflow.hooks.throttle`); None: unlimited.
+    max_requests_per_second: float | None = None
 
     def __repr__(self) -> str:
         shown = {
@@ -338,6 +343,14 @@ class MLflowConnectionConfig:
             ),
             http_timeout=_as_number(
                 conn.conn_id, "http_timeout", extra.get("http_timeout"), float, 0.1, 3600
+            ),
+            max_requests_per_second=_as_number(
+                conn.conn_id,
+                "max_requests_per_second",
+                extra.get("max_requests_per_second"),
+                float,
+                _MIN_RATE,
+                _MAX_RATE,
             ),
         )
 
