@@ -1,6 +1,7 @@
 """
 A counting reverse proxy: put it in front of an ``mlflow server`` and it tells how many HTTP
-requests reached the server, and on which endpoints.
+requests reached the server, and on which endpoints. ``ThrottlingProxy`` also answers 429 above
+a rate, as hosted MLflow does.
 
 Each request is forwarded unchanged over a keep-alive connection per proxy thread; the response
 is read whole and sent back. Paths are normalised for the breakdown: artifact uploads and
@@ -83,6 +84,17 @@ class CountingProxy:
             self._counts.clear()
             self.times.clear()
 
+    #: Seconds a 429 asks the client to wait (``ThrottlingProxy``).
+    retry_after = 1
+
+    def admit(self) -> bool:
+        """Whether to forward the request now (always, here)."""
+        return True
+
+    def peak_rate(self) -> int:
+        """The most requests forwarded within any one second so far."""
+        return peak_per_second(self.times)
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
         local = threading.local()
@@ -108,8 +120,17 @@ class CountingProxy:
                 return self.rfile.read(length) if length else None
 
             def _forward(self) -> None:
-                proxy.record(self.command, self.path)
                 body = self._body()
+                if not proxy.admit():
+                    self.send_response(429, "Too Many Requests")
+                    self.send_header("Retry-After", str(proxy.retry_after))
+                    self.send_header("Content-Type", "application/json")
+                    data = b'{"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "rate limit"}'
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                proxy.record(self.command, self.path)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 if body is not None:
                     headers["Content-Length"] = str(len(body))
@@ -142,3 +163,49 @@ class CountingProxy:
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _forward
 
         return Handler
+
+
+def peak_per_second(times: list[float]) -> int:
+    """The most of ``times`` (seconds, sorted or not) within any window of one second."""
+    ordered, best, start = sorted(times), 0, 0
+    for end, t in enumerate(ordered):
+        while t - ordered[start] >= 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+class ThrottlingProxy(CountingProxy):
+    """
+    A :class:`CountingProxy` that answers ``429 Too Many Requests`` with ``Retry-After: 1``, as a
+    hosted MLflow does, to a request arriving when ``rate`` requests were already forwarded within
+    the last second (a sliding window). ``proxy.throttled`` counts those answers, ``proxy.refused``
+    holds their arrival times.
+    """
+
+    def __init__(self, upstream: str, rate: int) -> None:
+        super().__init__(upstream)
+        self.rate = rate
+        self.refused: list[float] = []
+        self._window: list[float] = []
+        self._gate = threading.Lock()
+
+    @property
+    def throttled(self) -> int:
+        return len(self.refused)
+
+    def admit(self) -> bool:
+        with self._gate:
+            now = time.monotonic()
+            self._window = [t for t in self._window if now - t < 1.0]
+            if len(self._window) >= self.rate:
+                self.refused.append(now)
+                return False
+            self._window.append(now)
+            return True
+
+    def reset(self) -> None:
+        super().reset()
+        with self._gate:
+            self.refused.clear()
+            self._window.clear()

@@ -4,7 +4,7 @@ Run every figure and write the results: ``bench/results.md`` and ``bench/results
 published numbers).
 
 Figure 1 (parse cost) runs first, before anything else is started, so no server boots beside
-it; then one ``mlflow server`` (PostgreSQL) is started and shared by figures 2-5 through
+it; then one ``mlflow server`` (PostgreSQL) is started and shared by figures 2-6 through
 ``$BENCH_MLFLOW_URL``. Each figure runs in its own interpreter.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench._common import BENCH, ROOT, SERVER_ENV, fmt
 
-FIGURES = ("parse_cost", "requests_per_task", "throughput", "task_overhead", "gate_scale")
+FIGURES = ("parse_cost", "requests_per_task", "throughput", "task_overhead", "gate_scale", "throttle")
 
 
 def run_figure(module: str, out: Path, quick: bool) -> dict:
