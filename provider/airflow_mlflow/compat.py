@@ -213,7 +213,7 @@ def _paced(send: Callable[..., Any]) -> Callable[..., Any]:
             pace()
         return send(*args, **kwargs)
 
-    stand_in.__wrapped__ = send  # type: ignore[attr-defined]
+    stand_in.__wrapped__ = stand_in.airflow_mlflow_paced = send  # type: ignore[attr-defined]
     return stand_in
 
 
@@ -232,7 +232,7 @@ def _install_pace_seam() -> None:
             "_retry_databricks_sdk_call_with_exponential_backoff",
         ):
             current = getattr(rest_utils, name)
-            if not hasattr(current, "__wrapped__"):
+            if not hasattr(current, "airflow_mlflow_paced"):
                 setattr(rest_utils, name, _paced(current))
 
 

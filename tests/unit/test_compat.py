@@ -344,7 +344,7 @@ def test_pace_seam_waits_before_each_request_in_its_scope(server):
     compat.rest_get(creds(uri), "/api/2.0/mlflow/artifacts/list", {}, NO_RETRIES)
     assert paced == [0, 1, 2] and len(server.seen) == 4
     for name in ("_get_http_response_with_retries", "_retry_databricks_sdk_call_with_exponential_backoff"):
-        assert hasattr(getattr(rest_utils, name), "__wrapped__"), name
+        assert hasattr(getattr(rest_utils, name), "airflow_mlflow_paced"), name
 
 
 def test_pace_seam_paces_each_attempt_of_the_databricks_sdk_loop():
