@@ -1,12 +1,12 @@
 """``retrain_from_script`` (``dags_examples/script_training.py``) under the real scheduler.
 
-Two DAG runs, triggered through the REST API one after the other with logical dates 2026-11-01
-and 2026-11-02 (the date seeds the script's holdout split). In each, the ``BashOperator`` runs the
-unmodified training script in a task process the LocalExecutor started; the script's params,
-metrics and model land in that task's child run under the DAG run's parent, the model is
-registered from there and gated. The first version becomes the champion; the second scores the
-same accuracy, short of the 0.005 margin, so it is rejected (gate and promotion skipped, run
-successful).
+One DAG run, triggered through the REST API with logical date 2026-11-01 (the date seeds the
+script's holdout split). The ``BashOperator`` runs the unmodified training script in a task
+process the LocalExecutor started; the script's params, metrics and model land in that task's
+child run under the DAG run's parent, the model is registered from there, gated and, as the
+first version, promoted. (A rejected second version is the gate's business, tested under the
+scheduler by ``test_retrain_e2e.py``; ``make demo`` shows it for this DAG. One run per store
+keeps the e2e tier's time in check.)
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from tests import script_pipeline as pipeline
 from tests.e2e._airflow import ROOT
 
-DAYS = {"2026-11-01": "20261101", "2026-11-02": "20261102"}
+DAYS = {"2026-11-01": "20261101"}
 RUN_TIMEOUT = 300
 
 
@@ -39,7 +39,7 @@ def test_the_script_pipeline_under_the_scheduler(airflow_stack):
         for day, seed in DAYS.items()
     ]
     verdicts = pipeline.assert_registry(client, trained)
-    assert verdicts == ["passed", "rejected"], [t.run.data.metrics["accuracy"] for t in trained]
+    assert verdicts == ["passed"], [t.run.data.metrics["accuracy"] for t in trained]
 
     for day, verdict in zip(DAYS, verdicts, strict=True):
         run_id = run_ids[day]
