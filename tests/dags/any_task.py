@@ -39,11 +39,18 @@ def _prepare(rows: int) -> int:
     return rows
 
 
-def mixed_dag(dag_id: str, *, opt_in: bool = True, skip_report: bool = False, fail_bash: bool = False):
+def mixed_dag(
+    dag_id: str,
+    *,
+    opt_in: bool = True,
+    skip_report: bool = False,
+    fail_bash: bool = False,
+    flaky: bool = False,
+):
     """
     A PythonOperator; a BashOperator running an unmodified MLflow script (``ROWS_SCRIPT``) with a
     secret in ``env``; a @task.virtualenv calling ``mlflow.log_metric`` with no set-up; a mapped
-    @task (x2); a @task; a @task.mlflow.
+    @task (x2); a @task; a @task.mlflow; with ``flaky``, a BashOperator whose first try fails.
     """
 
     @dag(dag_id=dag_id, schedule=None, start_date=START, catchup=False)
@@ -83,6 +90,10 @@ def mixed_dag(dag_id: str, *, opt_in: bool = True, skip_report: bool = False, fa
         prepare >> bash >> in_venv() >> folds >> rep >> train()
         if skip_report:
             disable_tracking(rep)
+        if flaky:
+            BashOperator(
+                task_id="flaky", bash_command="test {{ ti.try_number }} -gt 1", retries=1, retry_delay=0
+            )
 
     built = _dag()
     return enable_tracking(built) if opt_in else built
@@ -91,8 +102,9 @@ def mixed_dag(dag_id: str, *, opt_in: bool = True, skip_report: bool = False, fa
 mixed = mixed_dag("any_task_mixed")
 partly = mixed_dag("any_task_partly", skip_report=True)
 plain = mixed_dag("any_task_plain", opt_in=False)
-#: Not opted in, one task opted out: with ``track_all_tasks`` every task but ``report`` is tracked.
-all_but_report = mixed_dag("any_task_all_but_report", opt_in=False, skip_report=True)
+#: Not opted in, one task opted out, one retried: with ``track_all_tasks`` every task but
+#: ``report`` is tracked (one DAG run for all of it: it costs minutes on a basic-auth server).
+all_but_report = mixed_dag("any_task_all_but_report", opt_in=False, skip_report=True, flaky=True)
 failing = mixed_dag("any_task_failing", fail_bash=True)
 
 

@@ -57,6 +57,25 @@ def _start(mode: str, workdir: Path, cleanup: contextlib.ExitStack) -> AirflowSt
     return stack
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "stack_modes(*modes): run on these airflow_stack modes only")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """
+    A test marked ``stack_modes("server")`` runs on that stack only: its other variants are
+    deselected (they would cover nothing another tier does not, for minutes of a DAG run).
+    """
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("stack_modes")
+        mode = getattr(getattr(item, "callspec", None), "params", {}).get("airflow_stack")
+        (drop if marker and mode is not None and mode not in marker.args else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(scope="package", params=_selected_modes())
 def airflow_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

@@ -2,10 +2,12 @@
 ``tests/dags/any_task.py`` (PythonOperator, a BashOperator running an unmodified MLflow script,
 ``@task.virtualenv``, a mapped ``@task``, ``@task``, ``@task.mlflow``), opted in with
 ``enable_tracking``. Each task runs in its own task process started by the LocalExecutor; the
-script and the venv callable in processes of their own."""
+script and the venv callable in processes of their own. On the mlflow-server stack only: the
+same DAG runs on the embedded store through ``dag.test()`` in the unit tier."""
 
 from __future__ import annotations
 
+import pytest
 from mlflow.entities import ViewType
 
 from tests.assertions import assert_one_tree, runs_of_dag_run
@@ -18,6 +20,7 @@ TASKS = ["bash", "fold[0]", "fold[1]", "in_venv", "prepare", "report", "train"]
 TEMPLATED_SECRET = "hunter2"
 
 
+@pytest.mark.stack_modes("server")
 def test_the_mixed_dag_through_the_scheduler(airflow_stack):
     run_id = airflow_stack.trigger(DAG_ID)
     state = airflow_stack.wait(DAG_ID, run_id, timeout=360)

@@ -1,8 +1,10 @@
 """Tasks of any operator (issue 12) against a real ``mlflow server`` with basic auth, run by
 ``dag.test()``: the mixed DAG of ``tests/dags/any_task.py`` (PythonOperator, a BashOperator running
-an unmodified MLflow script, ``@task.virtualenv``, a mapped ``@task``, ``@task.mlflow``), a retried
-task, ``track_all_tasks`` with ``disable_tracking``. The connection's password and the DAG's
-templated secret appear in no param, tag, task log or rendered field."""
+an unmodified MLflow script, ``@task.virtualenv``, a mapped ``@task``, ``@task.mlflow``, a retried
+task) tracked by ``track_all_tasks`` with one task disabled. The connection's password and the DAG's
+templated secret appear in no param, tag, task log or rendered field; a wrong password leaves the
+tasks running untracked. (``enable_tracking`` on this server:
+tests/integration/test_script_training_server.py.)"""
 
 from __future__ import annotations
 
@@ -93,15 +95,20 @@ def rendered_fields(dag_run) -> list[str]:
 
 
 def test_the_mixed_dag_against_a_basic_auth_server(server, account, monkeypatch, tmp_path, capfd, caplog):
+    """One DAG run (minutes on this server) for all of it: ``track_all_tasks`` tracks the DAG, which
+    is not opted in; ``disable_tracking`` leaves ``report`` out; ``flaky`` is retried."""
     _, password = account
     caplog.set_level(logging.INFO)
-    dag_run = run_dag(any_task.mixed)
+    monkeypatch.setenv("AIRFLOW__MLFLOW__TRACK_ALL_TASKS", "True")
+    dag = any_task.all_but_report
+    dag_run = run_dag(dag)
     assert dag_run.state == "success"
     logs = "".join(capfd.readouterr()) + caplog.text
 
     client = admin_client(server, monkeypatch)
-    parents, children = runs_by_role(client, any_task.mixed, dag_run)
-    assert_one_tree(parents, children, TASKS)
+    parents, children = runs_by_role(client, dag, dag_run)
+    flaky = children.pop("flaky")
+    assert_one_tree(parents, children, [name for name in TASKS if name != "report"])
     assert children["fold[1]"].data.tags["airflow.map_index"] == "1"
     # Code that knows nothing of Airflow, in processes of its own, wrote into its task's run with
     # the user's credentials: the script of the BashOperator and the @task.virtualenv callable.
@@ -109,42 +116,25 @@ def test_the_mixed_dag_against_a_basic_auth_server(server, account, monkeypatch,
     assert children["in_venv"].data.metrics["venv_score"] == 0.5
     assert children["train"].data.metrics["score"] == 0.9
     assert not (tmp_path / "untracked.db").exists()  # nothing ran untracked
+    # The retried task reused its run, both attempts on it.
+    assert flaky.info.status == "FINISHED" and flaky.data.tags["airflow.try_number"] == "2"
+    assert flaky.data.tags["airflow.try.1.state"] == "failed"
+    assert flaky.data.tags["airflow.try.2.state"] == "success"
 
     # The secrets: where they are expected, the grep finds them ...
     assert password in os.environ["AIRFLOW_CONN_MLFLOW_DEFAULT"]
-    assert TEMPLATED_SECRET in json.dumps(any_task.mixed.get_task("bash").env)
+    assert TEMPLATED_SECRET in json.dumps(dag.get_task("bash").env)
     # ... the logs were captured at INFO, the export to the child processes included ...
     assert f"MLflow run {children['bash'].info.run_id}" in logs
     assert "MLFLOW_TRACKING_PASSWORD" in logs  # the variable's name, in the export's log line
     # ... and Airflow stored the rendered fields, the bash command with its rendered param.
     stored = rendered_fields(dag_run)
-    assert len(stored) == len(TASKS) and any("log_metric" in row and ", 7)" in row for row in stored)
-    written = everything_in_mlflow(client, any_task.mixed.dag_id)
+    assert len(stored) == len(TASKS) + 1 and any("log_metric" in row and ", 7)" in row for row in stored)
+    written = everything_in_mlflow(client, dag.dag_id)
     for secret in (password, TEMPLATED_SECRET):
         assert not [v for v in written if secret in v], secret
         assert not [row for row in stored if secret in row], secret
         assert secret not in logs
-
-
-def test_a_retried_task_reuses_its_run(server, monkeypatch):
-    dag_run = run_dag(any_task.retry)
-    assert dag_run.state == "success"
-    _, children = runs_by_role(admin_client(server, monkeypatch), any_task.retry, dag_run)
-    (flaky,) = children.values()
-    tags = flaky.data.tags
-    assert flaky.info.status == "FINISHED" and tags["airflow.try_number"] == "2"
-    assert tags["airflow.try.1.state"] == "failed" and tags["airflow.try.2.state"] == "success"
-
-
-def test_track_all_tasks_tracks_an_unmodified_dag_but_a_disabled_task(server, monkeypatch):
-    # One DAG run for both switches (a mixed DAG run costs about two minutes on this server).
-    monkeypatch.setenv("AIRFLOW__MLFLOW__TRACK_ALL_TASKS", "True")
-    dag_run = run_dag(any_task.all_but_report)
-    assert dag_run.state == "success"
-    parents, children = runs_by_role(admin_client(server, monkeypatch), any_task.all_but_report, dag_run)
-    assert len(parents) == 1 and sorted(children) == [name for name in TASKS if name != "report"]
-    assert children["bash"].data.metrics["rows"] == 7
-    assert children["in_venv"].data.metrics["venv_score"] == 0.5
 
 
 def test_a_wrong_password_leaves_the_task_running_untracked_with_one_warning(
