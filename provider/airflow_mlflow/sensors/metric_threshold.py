@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
+from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.links.mlflow import MLflowModelVersionLink, push_version_link
 from airflow_mlflow.operators.base import DEFAULT_CONN_ID, make_hook
 
@@ -75,8 +76,6 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
     ) -> None:
         super().__init__(**kwargs)
         if version is not None and alias is not None:
-            from airflow_mlflow.exceptions import MLflowInputError
-
             raise MLflowInputError(f"give version ({version!r}) or alias ({alias!r}), not both")
         self.model_name = model_name
         self.thresholds = thresholds
