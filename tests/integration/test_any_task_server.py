@@ -3,8 +3,8 @@
 an unmodified MLflow script, ``@task.virtualenv``, a mapped ``@task``, ``@task.mlflow``, a retried
 task) tracked by ``track_all_tasks`` with one task disabled. The connection's password and the DAG's
 templated secret appear in no param, tag, task log or rendered field; a wrong password leaves the
-tasks running untracked. (``enable_tracking`` on this server:
-tests/integration/test_script_training_server.py.)"""
+tasks running untracked. (``enable_tracking`` itself: the unit tier and the e2e tier's
+``retrain_from_script`` on an mlflow server.)"""
 
 from __future__ import annotations
 
