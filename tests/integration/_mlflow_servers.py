@@ -18,6 +18,7 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -79,7 +80,27 @@ class MLflowAuthServer(MLflowServer):
             {"username": username, "password": password},
             auth=(self.admin_username, self.admin_password),
         )
+        cheapen_password_hash(self.auth_config_path, username, password)
         return body["user"]
+
+
+def cheapen_password_hash(auth_config_path: Path, username: str, password: str) -> None:
+    """
+    Store ``username``'s password hash with 1,000 rounds of PBKDF2 instead of MLflow's default
+    scrypt. The basic-auth app checks the password on every request, twice for most (about 0.1 s
+    of CPU each here): that made the auth-server tests spend most of their time hashing. The
+    check itself is unchanged (a wrong password is still refused); only the test server's cost is.
+    """
+    from werkzeug.security import generate_password_hash
+
+    database = auth_config_path.with_name("basic_auth.db")
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn, conn:
+        changed = conn.execute(
+            "UPDATE users SET password_hash = ? WHERE username = ?",
+            (generate_password_hash(password, method="pbkdf2:sha256:1000"), username),
+        ).rowcount
+    if changed != 1:
+        raise RuntimeError(f"user {username!r} not found in {database}")
 
 
 def _request(
@@ -333,6 +354,7 @@ class ServerProcess:
         )
         if self._auth is not None:
             username, password, config_path = self._auth
+            cheapen_password_hash(config_path, username, password)
             self._info = MLflowAuthServer(
                 **common, admin_username=username, admin_password=password, auth_config_path=config_path
             )
