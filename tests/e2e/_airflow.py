@@ -162,6 +162,10 @@ class AirflowStack:
             # A task supervisor that misses its task's exit notices it at its next heartbeat check
             # (default every 5 s): with the default, many tasks held their slot 5 s past their end.
             AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL="1",
+            # As the README advises: the LocalExecutor's workers come from a forkserver that has
+            # imported MLflow once (airflow_mlflow.preload), so task processes do not import it.
+            AIRFLOW__SCHEDULER__MP_START_METHOD="forkserver",
+            AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD="airflow_mlflow.preload",
             AIRFLOW__API__HOST=HOST,
             AIRFLOW__API__PORT=str(self.port),
             AIRFLOW__API__BASE_URL=self.url,
@@ -448,6 +452,11 @@ class AirflowStack:
         return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})[
             "task_instances"
         ]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """A task's XCom value, decoded."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        return self.api("GET", path, params={"deserialize": True, "stringify": False})["value"]
 
     def task_log(
         self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1

@@ -30,6 +30,7 @@ def test_tracked_and_failing_dags_through_the_rest_api(airflow_stack):
         dag_id="tracked_example", run_id=airflow_stack.trigger("tracked_example", logical_date="now")
     )
     failing = SimpleNamespace(dag_id="failing_example", run_id=airflow_stack.trigger("failing_example"))
+    probe = airflow_stack.trigger("preload_probe")
 
     state = airflow_stack.wait(tracked.dag_id, tracked.run_id, timeout=240)
     assert state == "success", airflow_stack.describe_failure(tracked.dag_id, tracked.run_id)
@@ -45,6 +46,10 @@ def test_tracked_and_failing_dags_through_the_rest_api(airflow_stack):
         ("report", -1): "success",
     }
     assert tis[("flaky", -1)]["try_number"] == 2  # the retry ran in a new task process
+
+    # A plain task's process started with MLflow imported: its worker preloaded it before the fork.
+    assert airflow_stack.wait("preload_probe", probe, timeout=120) == "success"
+    assert airflow_stack.xcom("preload_probe", probe, "inherited") == ["airflow_mlflow.preload", "mlflow"]
 
     client = airflow_stack.mlflow_client()
     wait_for(

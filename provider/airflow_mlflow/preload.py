@@ -1,0 +1,61 @@
+"""
+Import, once per worker, what a tracked task needs, so that its task processes do not.
+
+Airflow 3 starts each task by forking the worker's process (the LocalExecutor's worker, or a
+Celery pool process); a module the worker imported before that fork costs the task nothing.
+Importing MLflow costs a task process 2-4 s, which dominates a short task. This module imports
+MLflow's client and stores and the provider's task-time modules when it is itself imported: point
+one of Airflow's own pre-fork import settings at it, never a DAG file.
+
+* LocalExecutor (the scheduler forks its workers from a forkserver that imports this first)::
+
+      [scheduler]
+      mp_start_method = forkserver
+      mp_forkserver_preload = airflow_mlflow.preload
+
+* CeleryExecutor (the Celery worker imports this before it forks its pool)::
+
+      [celery]
+      celery_config_options = airflow_mlflow.celery_config.CELERY_CONFIG
+
+Neither reaches the scheduler's own process, the dag-processor, the triggerer or the API server.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+#: What a tracked task imports on its way to its MLflow run, on a server or the embedded store.
+MODULES = (
+    "mlflow",
+    "mlflow.tracking",
+    "mlflow.entities",
+    "mlflow.store.tracking.rest_store",
+    "mlflow.store.model_registry.rest_store",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.tracking.sqlalchemy_workspace_store",
+    "mlflow.store.db.trace_analytics_prepopulation",  # what opening a SQL store checks its schema with
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "mlflow.store.artifact.artifact_repository_registry",
+    "airflow_mlflow.hooks.mlflow",
+    "airflow_mlflow.runs",
+    "airflow_mlflow.operators",
+    "airflow_mlflow.decorators",
+    "airflow_mlflow.sensors",
+    "airflow_mlflow.plugins.listener",
+    "airflow_mlflow.plugins.task_tracking",
+)
+
+
+def preload() -> tuple[str, ...]:
+    """Import :data:`MODULES`; the names that could not be imported (logged by the caller)."""
+    missing = []
+    for name in MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return tuple(missing)
+
+
+MISSING = preload()
