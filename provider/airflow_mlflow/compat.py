@@ -393,5 +393,6 @@ from airflow_mlflow.compat_airflow import (  # noqa: E402, F401 (re-exported)
     redact,
     resolve_asset_ref,
     serialize_template_field,
+    task_hostname,
     task_sdk_secrets_backends,
 )

@@ -62,6 +62,17 @@ def call_secrets_backend(method: Callable[..., Any], *, team_name: str | None, c
     return call_secrets_backend_method(method, team_name=team_name, conn_id=conn_id)
 
 
+# -- where a task runs (runs.py): the hostname the Task SDK's runner records on the task instance
+# ([core] hostname_callable, falling back to the FQDN), from the SDK's API client module.
+
+
+def task_hostname() -> str:
+    """The hostname Airflow records on a task instance run by this process."""
+    from airflow.sdk.api.client import get_hostname
+
+    return str(get_hostname())
+
+
 # -- what a tracked task's run records of it (plugins/task_tracking.py): Airflow's own rendering
 # and masking of template fields, so the run shows what Airflow's UI shows and hides what it hides.
 

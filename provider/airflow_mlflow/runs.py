@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,8 +31,10 @@ from airflow_mlflow.exceptions import MLflowProviderError
 from airflow_mlflow.tags import (
     DAG_ID,
     DAG_RUN_KEY,
+    HOSTNAME,
     LOGICAL_DATE,
     MAP_INDEX,
+    PID,
     ROLE,
     ROLE_DAG_RUN,
     ROLE_TASK,
@@ -212,7 +215,7 @@ def open_task_run(
         parent_id = experiment.tags.get(parent_hint(ctx.dag_run_key)) or _ensure_parent(
             hook, experiment_id, ctx
         )
-    tags = {**ctx.task_tags(), try_tag(ctx.try_number, "start"): str(started)}
+    tags = {**ctx.task_tags(), try_tag(ctx.try_number, "start"): str(started), **_where()}
     if parent_id:
         tags[PARENT] = parent_id
     # A first try has no run yet (clearing a task also raises its try number): skip the search.
@@ -233,6 +236,13 @@ def open_task_run(
         params = {}
     url = hook.run_url(experiment_id, run.run_id)
     return TaskRun(run.run_id, experiment_id, parent_id, url, params, artifact_uri=run.artifact_uri)
+
+
+def _where() -> dict[str, str]:
+    """Where this attempt runs: the task instance's hostname as Airflow records it, and the pid."""
+    from airflow_mlflow import compat
+
+    return {HOSTNAME: compat.task_hostname(), PID: str(os.getpid())}
 
 
 def close_task_run(

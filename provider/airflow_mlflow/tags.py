@@ -36,6 +36,10 @@ TASK_ID = "airflow.task_id"
 MAP_INDEX = "airflow.map_index"
 #: The latest try that wrote to the run.
 TRY_NUMBER = "airflow.try_number"
+#: Where the latest try that opened the run ran: Airflow's hostname of the task process
+#: (``[core] hostname_callable``, as Airflow records it on the task instance) and its pid.
+HOSTNAME = "airflow.hostname"
+PID = "airflow.pid"
 #: ISO 8601, on parent runs of DAG runs that have a logical date.
 LOGICAL_DATE = "airflow.logical_date"
 #: Link back to the DAG run (parent) or the task instance (child) in Airflow's UI.

@@ -549,6 +549,16 @@ def test_call_secrets_backend_passes_the_conn_id():
     assert calls[0][0] == "c"
 
 
+def test_task_hostname_is_the_one_airflow_records(monkeypatch):
+    """[core] hostname_callable, as the Task SDK's runner calls it for the task instance."""
+    from airflow.sdk.api.client import get_hostname
+
+    assert compat.task_hostname() == get_hostname()
+    monkeypatch.setenv("AIRFLOW__CORE__HOSTNAME_CALLABLE", "tests.e2e._hostname.from_env")
+    monkeypatch.setenv("AMLF_TEST_HOSTNAME", "worker-7")
+    assert compat.task_hostname() == "worker-7"
+
+
 def test_compat_re_exports_every_airflow_seam():
     from airflow_mlflow import compat_airflow
 

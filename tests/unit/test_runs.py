@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from airflow_mlflow.hooks.mlflow import MLflowHook
@@ -12,7 +14,7 @@ from airflow_mlflow.runs import (
     finalize_dag_run,
     open_task_run,
 )
-from airflow_mlflow.tags import DAG_RUN_KEY, ROLE
+from airflow_mlflow.tags import DAG_RUN_KEY, HOSTNAME, PID, ROLE
 from tests.assertions import points_by_attempt
 
 
@@ -45,6 +47,19 @@ def test_tasks_share_one_parent_and_retry_reuses_the_child(hook, store):
     assert run.data.tags["airflow.try.1.state"] == "failed"
     assert run.data.tags["airflow.try.2.state"] == "running"
     assert len(active(store)) == 3
+
+
+def test_a_task_run_names_the_host_and_process_it_ran_in(hook, store, monkeypatch):
+    """``airflow.hostname`` is Airflow's hostname for the task ([core] hostname_callable), as on
+    the task instance; ``airflow.pid`` the task process. A retry elsewhere moves both."""
+    monkeypatch.setenv("AIRFLOW__CORE__HOSTNAME_CALLABLE", "tests.e2e._hostname.from_env")
+    monkeypatch.setenv("AMLF_TEST_HOSTNAME", "worker-a")
+    first = open_task_run(hook, ctx("a"))
+    tags = store.client.get_run(first.run_id).data.tags
+    assert (tags[HOSTNAME], tags[PID]) == ("worker-a", str(os.getpid()))
+    monkeypatch.setenv("AMLF_TEST_HOSTNAME", "worker-b")
+    open_task_run(hook, ctx("a", try_number=2))
+    assert store.client.get_run(first.run_id).data.tags[HOSTNAME] == "worker-b"
 
 
 def test_map_indexes_get_their_own_runs(hook, store):
