@@ -16,8 +16,11 @@ a stage (default ``Production``): the *target* a promotion moves. Every change o
 
 The operators validate and call :func:`promote` / :func:`rollback`; the UI reads the history with
 :func:`read_history` and asks :func:`is_champion`. Nothing else knows the history's JSON layout or
-the claim's name. Cheap to import (DAG files parse through the operators): the hook layer is
-imported only where a change is made. Everything here talks to MLflow through :class:`MLflowHook`'s verbs.
+the claim's name. Not imported when a DAG file is parsed: the registry operators import it when
+their task runs, and take the target's defaults and check (:data:`DEFAULT_ALIAS`,
+:data:`DEFAULT_STAGE`, :func:`check_target`, re-exported here) from :mod:`airflow_mlflow.validation`.
+The hook layer is imported only where a change is made. Everything here talks to MLflow through
+:class:`MLflowHook`'s verbs.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlflow.exceptions import MLflowConflictError, MLflowInputError
+from airflow_mlflow.exceptions import MLflowConflictError
 from airflow_mlflow.tags import (
     CHAMPION_HISTORY,
     DAG_ID,
@@ -46,15 +49,13 @@ from airflow_mlflow.tags import (
     VERSION_LINEAGE,
 )
 from airflow_mlflow.timestamps import iso_utc
+from airflow_mlflow.validation import DEFAULT_ALIAS, DEFAULT_STAGE, check_target
 
 if TYPE_CHECKING:
     from airflow_mlflow.hooks.mlflow import MLflowHook
     from airflow_mlflow.hooks.registry import VersionRecord
 
 PROMOTE, ROLLBACK = "promote", "rollback"
-#: Where a promotion moves the champion unless told otherwise, and where the UI looks for it
-#: while no recorded change names a target.
-DEFAULT_ALIAS, DEFAULT_STAGE = "champion", "Production"
 #: Champion changes kept in the model's history tag.
 HISTORY_LIMIT = 40
 #: MLflow tag values stop at 8000 characters; the history drops its oldest entries to fit.
@@ -193,11 +194,6 @@ def is_champion(
         if aliases is None and alias in version.aliases:
             return True
     return bool(stage) and version.current_stage == stage
-
-
-def check_target(alias: str | None, stage: str | None) -> None:
-    if not alias and not stage:
-        raise MLflowInputError("give an alias, a stage, or both, to promote into")
 
 
 @dataclass(frozen=True)

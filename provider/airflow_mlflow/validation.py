@@ -12,9 +12,9 @@ gates).
 Artifact destinations are checked with MLflow's artifact-server check, and names its HTTP client
 would store under another name (``#``, ``?``, ``%``) are refused.
 
-This module is imported when DAGs are parsed: mlflow is only imported inside the two seams of
-:mod:`airflow_mlflow.compat` it calls. :func:`check_literals` is the parse-time subset that needs
-no mlflow. Messages name the field, the key and the value.
+This module is imported when DAGs are parsed: the two seams of :mod:`airflow_mlflow.compat` it
+calls (which import mlflow) are imported when first called. :func:`check_literals` is the
+parse-time subset that needs no mlflow. Messages name the field, the key and the value.
 """
 
 from __future__ import annotations
@@ -24,10 +24,6 @@ import numbers
 import os
 from collections.abc import Mapping
 from typing import Any
-
-from airflow_mlflow.compat import artifact_path_is_safe, mlflow_key_problem
-from airflow_mlflow.exceptions import MLflowInputError
-from airflow_mlflow.tags import NAMESPACE, is_provider_tag
 
 # MLflow's limits (mlflow.utils.validation: MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH,
 # MAX_ENTITY_KEY_LENGTH), copied so parse-time checks need no mlflow; a unit test keeps them equal.
@@ -40,12 +36,24 @@ MAX_REGISTRY_TAG_VALUE_LENGTH = 100_000
 MIN_STEP, MAX_STEP = -(2**63), 2**63 - 1
 #: Stage names MLflow's (deprecated, still working) stage API knows.
 STAGES = ("None", "Staging", "Production", "Archived")
+#: Where a promotion moves the champion unless told otherwise, and where the UI looks for it
+#: while no recorded change names a target. Here rather than in :mod:`airflow_mlflow.champion`
+#: (which re-exports them) because the registry operators need them when a DAG file is parsed,
+#: and the promotion model is only needed when a task runs.
+DEFAULT_ALIAS, DEFAULT_STAGE = "champion", "Production"
 _LIMITS = {
     "param": MAX_PARAM_VALUE_LENGTH,
     "tag": MAX_TAG_VALUE_LENGTH,
     "model tag": MAX_REGISTRY_TAG_VALUE_LENGTH,
 }
 _FIELDS = {"param": "params", "metric": "metrics", "tag": "tags", "model tag": "tags"}
+
+
+def _invalid(message: str) -> Exception:
+    """The :class:`~airflow_mlflow.exceptions.MLflowInputError` to raise, imported only when one is."""
+    from airflow_mlflow.exceptions import MLflowInputError
+
+    return MLflowInputError(message)
 
 
 def is_templated(value: Any) -> bool:
@@ -63,20 +71,30 @@ def _short(value: Any) -> str:
     return text if len(text) <= 120 else f"{text[:100]}… ({len(text)} characters)"
 
 
+def mlflow_key_problem(key: str) -> str | None:
+    """
+    :func:`airflow_mlflow.compat.mlflow_key_problem`, the seam imported when first called (at run
+    time: parsing a DAG file runs only :func:`check_literals`, which does not use it).
+    """
+    from airflow_mlflow import compat
+
+    return compat.mlflow_key_problem(key)
+
+
 def _check_key(kind: str, key: Any, *, mlflow_rule: bool = True) -> str:
     if not isinstance(key, str):
-        raise MLflowInputError(
+        raise _invalid(
             f"{_FIELDS[kind]}: {kind} key {_short(key)} must be a string, got {type(key).__name__}"
         )
     if not key:
-        raise MLflowInputError(f"{_FIELDS[kind]}: {kind} key '' must be a non-empty string")
+        raise _invalid(f"{_FIELDS[kind]}: {kind} key '' must be a non-empty string")
     if len(key) > MAX_KEY_LENGTH:
-        raise MLflowInputError(
+        raise _invalid(
             f"{_FIELDS[kind]}: {kind} key {key[:40]!r}… is {len(key)} characters; "
             f"MLflow allows {MAX_KEY_LENGTH}"
         )
     if mlflow_rule and (problem := mlflow_key_problem(key)):
-        raise MLflowInputError(f"{_FIELDS[kind]}: {kind} key {key!r} is invalid: {problem}")
+        raise _invalid(f"{_FIELDS[kind]}: {kind} key {key!r} is invalid: {problem}")
     return key
 
 
@@ -84,15 +102,15 @@ def _text(kind: str, key: str, value: Any) -> str:
     text = str(value)
     limit, name = _LIMITS[kind], f"{_FIELDS[kind]}: {kind} {key!r}"
     if len(text) > limit:
-        raise MLflowInputError(f"{name} value is {len(text)} characters; MLflow allows {limit}")
+        raise _invalid(f"{name} value is {len(text)} characters; MLflow allows {limit}")
     if "\x00" in text:
-        raise MLflowInputError(
+        raise _invalid(
             f"{name} value {_short(text)} contains a NUL character, which MLflow's stores cannot hold"
         )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise MLflowInputError(f"{name} value {_short(text)} is not valid Unicode text") from None
+        raise _invalid(f"{name} value {_short(text)} is not valid Unicode text") from None
     return text
 
 
@@ -102,13 +120,13 @@ def _number(key: str, value: Any) -> float:
             raise TypeError
         number = float(value)  # numbers, numpy scalars, and numeric strings from templates
     except (TypeError, ValueError):
-        raise MLflowInputError(
+        raise _invalid(
             f"metrics: metric {key!r} must be a number, got {type(value).__name__} {_short(value)}"
         ) from None
     except OverflowError:  # an int beyond a double's range
-        raise MLflowInputError(f"metrics: metric {key!r} must be finite, got {_short(value)}") from None
+        raise _invalid(f"metrics: metric {key!r} must be finite, got {_short(value)}") from None
     if not math.isfinite(number):
-        raise MLflowInputError(f"metrics: metric {key!r} must be finite, got {number!r}")
+        raise _invalid(f"metrics: metric {key!r} must be finite, got {number!r}")
     return number
 
 
@@ -116,7 +134,7 @@ def _mapping(kind: str, values: Any) -> Mapping[str, Any]:
     if values is None:
         return {}
     if not isinstance(values, Mapping):
-        raise MLflowInputError(
+        raise _invalid(
             f"{_FIELDS[kind]} must be a mapping of name to value, "
             f"got {type(values).__name__} {_short(values)}"
         )
@@ -144,9 +162,11 @@ def refuse_provider_tags(field: str, tags: Any) -> None:
     """
     if is_templated(tags) or not isinstance(tags, Mapping):
         return
+    from airflow_mlflow.tags import NAMESPACE, is_provider_tag  # only when there are tags to check
+
     for key in tags:
         if isinstance(key, str) and is_provider_tag(key):
-            raise MLflowInputError(
+            raise _invalid(
                 f"{field}: tag key {key!r} is in the {NAMESPACE}* namespace, which airflow-mlflow "
                 "writes itself; choose another key"
             )
@@ -180,9 +200,9 @@ def validate_step(step: Any, what: str = "step") -> int:
     if isinstance(step, float) and step.is_integer():
         step = int(step)
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise MLflowInputError(f"{what} must be an integer, got {type(step).__name__} {_short(step)}")
+        raise _invalid(f"{what} must be an integer, got {type(step).__name__} {_short(step)}")
     if not MIN_STEP <= step <= MAX_STEP:
-        raise MLflowInputError(f"{what} {step} is outside MLflow's 64-bit range")
+        raise _invalid(f"{what} {step} is outside MLflow's 64-bit range")
     return int(step)
 
 
@@ -199,6 +219,8 @@ def _artifact_path_problem(path: str) -> str | None:
     """
     if _URL_MANGLED & set(path):
         return "MLflow's HTTP artifact client would store it under another name (no '#', '?' or '%')"
+    from airflow_mlflow.compat import artifact_path_is_safe
+
     if not artifact_path_is_safe(path):
         return "MLflow's artifact server refuses it (absolute, or '..' segments)"
     return None
@@ -217,7 +239,7 @@ def artifact_items(artifacts: Any) -> list[tuple[Any, Any]]:
         return list(artifacts.items())
     if isinstance(artifacts, (list, tuple)):
         return [(a, None) for a in artifacts]
-    raise MLflowInputError(
+    raise _invalid(
         "artifacts must be a path, a list of paths or a mapping of path to artifact folder, "
         f"got {type(artifacts).__name__} {_short(artifacts)}"
     )
@@ -231,11 +253,11 @@ def validate_artifact_folder(folder: Any) -> str | None:
     if folder is None or folder == "":
         return None
     if not isinstance(folder, str):
-        raise MLflowInputError(
+        raise _invalid(
             f"artifacts: destination folder {_short(folder)} must be a string, got {type(folder).__name__}"
         )
     if problem := _artifact_path_problem(folder):
-        raise MLflowInputError(f"artifacts: destination folder {folder!r} is invalid: {problem}")
+        raise _invalid(f"artifacts: destination folder {folder!r} is invalid: {problem}")
     return folder.strip("/") or None
 
 
@@ -249,7 +271,7 @@ def validate_artifact_tree(local: os.PathLike, folder: str | None) -> None:
         relative = file.relative_to(root).as_posix() if root.is_dir() else file.name
         destination = f"{folder}/{relative}" if folder else relative
         if problem := _artifact_path_problem(destination):
-            raise MLflowInputError(f"artifacts: {str(file)!r} would be stored as {destination!r}: {problem}")
+            raise _invalid(f"artifacts: {str(file)!r} would be stored as {destination!r}: {problem}")
 
 
 def check_literals(**fields: Any) -> None:
@@ -293,4 +315,10 @@ def normalize_stage(stage: str) -> str:
     for known in STAGES:
         if stage.strip().lower() == known.lower():
             return known
-    raise MLflowInputError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
+    raise _invalid(f"stage {stage!r} is not one of {', '.join(STAGES)}")
+
+
+def check_target(alias: str | None, stage: str | None) -> None:
+    """A promotion target: an alias, a stage, or both (checked when the DAG is parsed)."""
+    if not alias and not stage:
+        raise _invalid("give an alias, a stage, or both, to promote into")

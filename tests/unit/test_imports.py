@@ -11,11 +11,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ["mlflow", "sklearn", "pandas", "numpy"]
+#: Worker start-up modules that import MLflow on purpose, before a worker forks its task
+#: processes; Airflow's pre-fork settings name them, never a DAG file.
+PREFORK = ["airflow_mlflow.preload"]
 
 PROBE = """
 import importlib, json, pkgutil, runpy, sys
 import airflow_mlflow
 names = [m.name for m in pkgutil.walk_packages(airflow_mlflow.__path__, "airflow_mlflow.")]
+names = [name for name in names if name not in %r]
 for name in names:
     importlib.import_module(name)
 from airflow_mlflow import MLflowHook, MLflowLogOperator, mlflow_task, MLflowRunLink
@@ -32,7 +36,11 @@ def example_dag_files() -> list[str]:
 def test_public_modules_and_example_dags_import_no_heavy_library():
     files = example_dag_files() + [str(ROOT / "tests" / "dags" / "tracked.py")]
     out = subprocess.run(
-        [sys.executable, "-c", PROBE % HEAVY, *files], capture_output=True, text=True, check=True, cwd=ROOT
+        [sys.executable, "-c", PROBE % (PREFORK, HEAVY), *files],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert "airflow_mlflow.hooks.mlflow" in result["modules"]
@@ -77,6 +85,15 @@ EXECUTE_TIME_MODULES = {
     "airflow_mlflow.triggers.metric_threshold",
     "airflow_mlflow.triggers.registry",
     "airflow_mlflow.plugins.task_tracking",
+    # The promotion model and the helpers only a running task needs: validation imports the compat
+    # seams and the typed error when first used, not when a DAG file is parsed. (The tag vocabulary
+    # is imported at parse time only by a DAG that passes tags, to refuse the provider's namespace.)
+    "airflow_mlflow.champion",
+    "airflow_mlflow.compat",
+    "airflow_mlflow.compat_airflow",
+    "airflow_mlflow.exceptions",
+    "airflow_mlflow.timestamps",
+    "airflow_mlflow.dependency_warnings",
 }
 
 

@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
-from airflow_mlflow.dependency_warnings import quiet_module_scans
-from airflow_mlflow.exceptions import translate
 from airflow_mlflow.operators.base import (
     DEFAULT_CONN_ID,
     TrackedRunMixin,
@@ -86,6 +84,8 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
         return make_hook(self.mlflow_conn_id)
 
     def execute(self, context: Context) -> Any:
+        from airflow_mlflow.dependency_warnings import quiet_module_scans
+
         with quiet_module_scans():
             with self.tracked_run(context) as run:
                 if run.tracked:
@@ -95,6 +95,8 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
     def _call_in_run(self, run: TrackedRun, context: Context) -> Any:
         import mlflow
         from mlflow.exceptions import MlflowException
+
+        from airflow_mlflow.exceptions import translate
 
         task_run = run.run
         body_error: BaseException | None = None

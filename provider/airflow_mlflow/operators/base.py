@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +96,6 @@ class MLflowBaseOperator(BaseOperator):
         return make_hook(self.mlflow_conn_id)
 
 
-@dataclass(eq=False)
 class TrackedRun:
     """
     One attempt's MLflow run, as the task's body sees it, and how the attempt ended.
@@ -105,19 +103,43 @@ class TrackedRun:
     ``run`` is None when the body must work untracked (MLflow unreachable, ``tracking_failure=
     "warn"``). The body notes on it what it already did to the run, so that closing does not do it
     again, and which error was its own.
+
+    A plain class rather than a dataclass: this module is imported whenever a DAG file using the
+    operators is parsed, and generating a dataclass's methods cost that parse more than anything
+    else this module defines. Equality is identity, as with ``@dataclass(eq=False)``.
     """
 
     ctx: TaskRunContext
-    run: TaskRun | None = None
+    run: TaskRun | None
     #: How the attempt ended (``success``, ``failed``, ``killed``), once closed.
-    outcome: str | None = None
+    outcome: str | None
     #: The body logged :meth:`success_tags` in its own batch (one request fewer).
-    success_logged: bool = False
+    success_logged: bool
     #: The status the body left the run in (``@task.mlflow``: MLflow's fluent API ends the run on
     #: leaving it), which closing does not set again.
-    ended_as: str | None = None
+    ended_as: str | None
     #: An error of user code: the task's own, never tolerated as an outage.
-    user_error: BaseException | None = None
+    user_error: BaseException | None
+
+    def __init__(
+        self,
+        ctx: TaskRunContext,
+        run: TaskRun | None = None,
+        outcome: str | None = None,
+        success_logged: bool = False,
+        ended_as: str | None = None,
+        user_error: BaseException | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.run = run
+        self.outcome = outcome
+        self.success_logged = success_logged
+        self.ended_as = ended_as
+        self.user_error = user_error
+
+    def __repr__(self) -> str:
+        fields = ("ctx", "run", "outcome", "success_logged", "ended_as", "user_error")
+        return f"TrackedRun({', '.join(f'{name}={getattr(self, name)!r}' for name in fields)})"
 
     @property
     def tracked(self) -> bool:

@@ -6,21 +6,22 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.assets import model_asset
-from airflow_mlflow.champion import (
-    DEFAULT_ALIAS,
-    DEFAULT_STAGE,
-    Actor,
-    Target,
-    check_target,
-    promote,
-    rollback,
-)
 from airflow_mlflow.links.mlflow import MLflowModelVersionLink, push_version_link
 from airflow_mlflow.operators.base import DEFAULT_CONN_ID, MLflowBaseOperator
-from airflow_mlflow.validation import normalize_stage, refuse_provider_tags
+from airflow_mlflow.validation import (
+    DEFAULT_ALIAS,
+    DEFAULT_STAGE,
+    check_target,
+    normalize_stage,
+    refuse_provider_tags,
+)
 
+# The promotion model (airflow_mlflow.champion) is imported when a task runs, not when a DAG file
+# is parsed: building its dataclasses was a large part of what the provider added to a parse.
 if TYPE_CHECKING:
     from airflow.sdk import Asset, Context
+
+    from airflow_mlflow.champion import Actor, Target
 
 
 def _is_template(value: Any) -> bool:
@@ -45,6 +46,7 @@ class _RegistryOperator(MLflowBaseOperator):
 
     def _actor(self, context: Context) -> Actor:
         """The task instance at work: it registers versions and claims champion changes."""
+        from airflow_mlflow.champion import Actor
         from airflow_mlflow.runs import TaskRunContext
 
         ctx = TaskRunContext.from_context(context)
@@ -157,6 +159,8 @@ class _ChampionOperator(_RegistryOperator):
         )
 
     def _target(self) -> Target:
+        from airflow_mlflow.champion import Target
+
         return Target(self.model_name, self.alias, self.stage, self.archive_existing)
 
 
@@ -204,6 +208,8 @@ class MLflowPromoteModelOperator(_ChampionOperator):
         super().__init__(**self._with_own_outlet(kwargs, model_name))
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlflow.champion import promote
+
         version = str(self.version)
         push_version_link(context, self.hook, self.model_name, version)
         change, candidate = promote(self.hook, self._target(), version, self._actor(context))
@@ -254,6 +260,8 @@ class MLflowRollbackModelOperator(_ChampionOperator):
         super().__init__(**self._with_own_outlet(kwargs, model_name))
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlflow.champion import rollback
+
         push_version_link(context, self.hook, self.model_name, None)
         change, restored = rollback(self.hook, self._target(), self._actor(context))
         result = {"name": self.model_name, "version": change.version, "previous_version": change.previous}

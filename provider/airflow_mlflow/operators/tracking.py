@@ -6,11 +6,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.operators.base import (
     UNTRACKED,
     MLflowBaseOperator,
-    TrackedRun,
     TrackedRunMixin,
     check_tracking_failure,
 )
@@ -30,6 +28,8 @@ from airflow_mlflow.validation import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_mlflow.operators.base import TrackedRun
 
 
 class _MLflowParamsMeta(type(MLflowBaseOperator)):
@@ -125,6 +125,8 @@ class MLflowLogOperator(TrackedRunMixin, MLflowBaseOperator, metaclass=_MLflowPa
         for local, destination in artifact_items(self.artifacts):
             path = Path(str(local))
             if not path.exists():
+                from airflow_mlflow.exceptions import MLflowInputError
+
                 raise MLflowInputError(f"artifacts: {str(path)!r} does not exist")
             folder = validate_artifact_folder(destination)
             if folder is None and path.is_dir():

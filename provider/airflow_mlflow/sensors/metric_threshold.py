@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
-from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.links.mlflow import MLflowModelVersionLink, push_version_link
 from airflow_mlflow.operators.base import DEFAULT_CONN_ID, make_hook
 
@@ -76,6 +75,8 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
     ) -> None:
         super().__init__(**kwargs)
         if version is not None and alias is not None:
+            from airflow_mlflow.exceptions import MLflowInputError
+
             raise MLflowInputError(f"give version ({version!r}) or alias ({alias!r}), not both")
         self.model_name = model_name
         self.thresholds = thresholds
