@@ -24,7 +24,15 @@ from pathlib import Path
 
 from bench._common import BENCH, ROOT, SERVER_ENV, fmt
 
-FIGURES = ("parse_cost", "requests_per_task", "throughput", "task_overhead", "gate_scale", "throttle")
+FIGURES = (
+    "parse_cost",
+    "requests_per_task",
+    "throughput",
+    "task_overhead",
+    "gate_scale",
+    "throttle",
+    "task_start",
+)
 
 
 def run_figure(module: str, out: Path, quick: bool) -> dict:

@@ -25,8 +25,16 @@ from __future__ import annotations
 
 import importlib
 
+#: What a task process imports before its task runs (the DAG file's parse goes through Airflow's
+#: DagBag and its ORM models, ~1.5 s): a worker forked from the scheduler inherits these, one
+#: started from a forkserver must import them too.
+AIRFLOW_TASK_MODULES = (
+    "airflow.sdk.execution_time.task_runner",
+    "airflow.dag_processing.dagbag",
+)
+
 #: What a tracked task imports on its way to its MLflow run, on a server or the embedded store.
-MODULES = (
+MLFLOW_TASK_MODULES = (
     "mlflow",
     "mlflow.tracking",
     "mlflow.entities",
@@ -45,6 +53,8 @@ MODULES = (
     "airflow_mlflow.plugins.listener",
     "airflow_mlflow.plugins.task_tracking",
 )
+
+MODULES = AIRFLOW_TASK_MODULES + MLFLOW_TASK_MODULES
 
 
 def preload() -> tuple[str, ...]:
