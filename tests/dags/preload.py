@@ -1,5 +1,5 @@
-"""A plain task that reports what its task process started with: on the e2e stack the
-LocalExecutor's workers import :mod:`airflow_mlflow.preload` before they fork task processes."""
+"""A plain task that reports what its task process started with (MLflow, and whether the
+worker imported :mod:`airflow_mlflow.preload` before it forked the task process)."""
 
 from __future__ import annotations
 

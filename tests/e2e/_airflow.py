@@ -162,10 +162,6 @@ class AirflowStack:
             # A task supervisor that misses its task's exit notices it at its next heartbeat check
             # (default every 5 s): with the default, many tasks held their slot 5 s past their end.
             AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL="1",
-            # As the README advises: the LocalExecutor's workers come from a forkserver that has
-            # imported MLflow once (airflow_mlflow.preload), so task processes do not import it.
-            AIRFLOW__SCHEDULER__MP_START_METHOD="forkserver",
-            AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD="airflow_mlflow.preload",
             AIRFLOW__API__HOST=HOST,
             AIRFLOW__API__PORT=str(self.port),
             AIRFLOW__API__BASE_URL=self.url,
