@@ -19,12 +19,13 @@ MLflow once per worker before it forks its pool.
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import subprocess
 from pathlib import Path
 
-from tests.e2e._airflow import AirflowStack, StackError, free_port
+from tests.e2e._airflow import AirflowStack, StackError, free_port, tail
 from tests.e2e._hostname import ENV as HOSTNAME_ENV
 from tests.support import wait_for
 
@@ -124,6 +125,20 @@ class CeleryStack(AirflowStack):
                 start_new_session=True,  # stop() signals the worker and its pool together
             )
         self._pgids.add(self.procs[name].pid)
+
+    def describe_failure(self, dag_id: str, run_id: str) -> str:
+        """The base description, plus the failed tries' logs read from the workers' own folders:
+        the API server cannot fetch them (it would ask the workers' made-up hostnames)."""
+        parts = [super().describe_failure(dag_id, run_id)]
+        for ti in self.task_instances(dag_id, run_id):
+            if ti["state"] not in {"failed", "up_for_retry"}:
+                continue
+            mapped = f"/map_index={ti['map_index']}" if ti["map_index"] >= 0 else ""
+            relative = f"dag_id={dag_id}/run_id={run_id}/task_id={ti['task_id']}{mapped}"
+            pattern = f"worker-*/home/logs/{glob.escape(relative)}/attempt=*.log"
+            for path in sorted(self.workdir.glob(pattern)):
+                parts.append(f"--- {path.relative_to(self.workdir)}:\n{tail(path, 40)}")
+        return "\n".join(parts)
 
     def wait_workers_ready(self, timeout: float = 120) -> None:
         """Until every worker has logged Celery's ``ready.`` (connected, consuming its queue)."""
