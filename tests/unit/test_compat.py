@@ -34,8 +34,10 @@ from tests.unit.hooks.test_http_budget import Listener
 
 PACKAGE = Path(__file__).resolve().parents[2] / "provider" / "airflow_mlflow"
 COMPAT = PACKAGE / "compat.py"
-#: The seam modules: MLflow's (compat.py) and Airflow's (compat_airflow.py, re-exported by compat).
-SEAMS = (COMPAT, PACKAGE / "compat_airflow.py")
+#: The seam modules: MLflow's (compat.py) and Airflow's (compat_airflow.py, re-exported by compat);
+#: and preload.py, which only imports modules by name, internal ones of MLflow's and Airflow's among
+#: them (tests/unit/test_preload.py fails when one of them is gone or a task needs another).
+SEAMS = (COMPAT, PACKAGE / "compat_airflow.py", PACKAGE / "preload.py")
 NO_RETRIES = HttpBudget(max_retries=1, backoff_factor=0.0, timeout=5.0)
 
 
