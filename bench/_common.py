@@ -23,6 +23,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# MLflow's telemetry thread, failing to reach its servers from this offline machine, unsets
+# _MLFLOW_TELEMETRY_SESSION_ID while requests iterates os.environ in another thread: a KeyError
+# failed a task of the 50-run Celery bench. Tests are spared by PYTEST_CURRENT_TEST / CI, which
+# MLflow reads as "no telemetry"; every process the bench starts inherits this.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 BENCH = ROOT / "bench"
 #: Set by ``run_all`` so the figures share one server instead of booting one each (~20 s).
 SERVER_ENV = "BENCH_MLFLOW_URL"
