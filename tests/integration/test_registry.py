@@ -64,3 +64,46 @@ def test_racing_promotions_leave_one_champion_and_one_production(mlflow_server, 
     assert stages["1"] == "Archived"
     history = json.loads(client.get_registered_model(model).tags["airflow.champion_history"])
     assert [(e["seq"], e["version"], e["previous"]) for e in history] == [(0, champion, "1")]
+
+
+def test_a_new_alias_set_by_several_processes_at_once_is_set(mlflow_server, monkeypatch):
+    """
+    MLflow's SQL store inserts an alias it does not find: of several concurrent first settings one
+    insert wins and the others fail on the table's key (about one round in three here without the
+    hook's retry). Threads stand in for processes: each request is its own server transaction.
+    """
+    import threading
+
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", conn_json(mlflow_server.url))
+    client = MlflowClient(mlflow_server.url)
+    model = "alias_race_model"
+    exp = client.create_experiment("alias_race")
+    client.create_registered_model(model)
+    for _ in range(2):
+        run = client.create_run(exp)
+        client.create_model_version(model, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    errors: list[str] = []
+
+    def set_alias(alias: str, version: str, start: threading.Barrier) -> None:
+        hook = MLflowHook()
+        start.wait()
+        try:
+            hook.set_alias(model, alias, version)
+        except Exception as err:  # noqa: BLE001 - collected for the assertion
+            errors.append(f"{type(err).__name__}: {err}")
+
+    for round_ in range(20):
+        start = threading.Barrier(4)
+        threads = [
+            threading.Thread(target=set_alias, args=(f"a{round_}", str(1 + i % 2), start)) for i in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    aliases = client.get_registered_model(model).aliases
+    assert sorted(aliases) == sorted(f"a{r}" for r in range(20))
+    assert set(aliases.values()) <= {"1", "2"}

@@ -18,6 +18,15 @@ from airflow_mlflow.hooks.records import ModelRecord, VersionRecord
 from airflow_mlflow.hooks.search import all_pages, filter_literal, name_filter
 from airflow_mlflow.validation import normalize_stage, validate_registry_tags
 
+#: Tries of a new alias whose insert another process won (see ``RegistryVerbs.set_alias``).
+ALIAS_INSERT_ATTEMPTS = 3
+#: How MLflow's SQL store reports that insert losing, per database: the alias table's key.
+_ALIAS_KEY_CLASHES = ("registered_model_alias_pk", "UNIQUE constraint failed: registered_model_aliases")
+
+
+def _lost_alias_insert_race(err: Exception) -> bool:
+    return any(clash in str(err) for clash in _ALIAS_KEY_CLASHES)
+
 
 class RegistryVerbs(MLflowHookBase):
     """Register, look up, tag, alias and stage model versions (verbs of ``MLflowHook``)."""
@@ -112,8 +121,22 @@ class RegistryVerbs(MLflowHookBase):
                 self.client.set_registered_model_tag(name, key, value)
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
+        """
+        Point ``alias`` at ``version``. MLflow's SQL store inserts an alias it does not find, so two
+        processes setting a new alias at once make one of them fail on the table's key (seen with
+        ten overlapping DAG runs on PostgreSQL); setting an alias is idempotent, and the alias
+        exists then, so that one is tried again.
+        """
+        from mlflow.exceptions import MlflowException
+
         with self._call(f"model {name!r} alias {alias!r}"):
-            self.client.set_registered_model_alias(name, alias, version)
+            for attempt in range(1, ALIAS_INSERT_ATTEMPTS + 1):
+                try:
+                    self.client.set_registered_model_alias(name, alias, version)
+                    return
+                except MlflowException as err:
+                    if attempt == ALIAS_INSERT_ATTEMPTS or not _lost_alias_insert_race(err):
+                        raise
 
     def transition_stage(self, name: str, version: str, stage: str, archive_existing: bool = False) -> None:
         with self._call(f"model {name!r} version {version}"), quiet_stage_deprecation():
