@@ -3,11 +3,13 @@ Import, once per worker, what a tracked task needs, so that its task processes d
 
 Airflow 3 starts each task by forking the worker's process (the LocalExecutor's worker, or a
 Celery pool process); a module the worker imported before that fork costs the task nothing.
-Importing MLflow costs a task process 2-4 s, which dominates a short task. This module imports
-MLflow's client and stores and the provider's task-time modules when it is itself imported: point
-one of Airflow's own pre-fork import settings at it, never a DAG file.
+Importing MLflow costs a fresh process 2-4 s, which dominates a short task. This module imports
+MLflow's client and stores, the provider's task-time modules and Airflow's task-runner modules
+when it is itself imported: point one of Airflow's own pre-fork import settings at it, never a
+DAG file. (With the LocalExecutor's default start method, fork, nothing is needed: its workers are
+forked from the scheduler, which has MLflow imported already.)
 
-* LocalExecutor (the scheduler forks its workers from a forkserver that imports this first)::
+* LocalExecutor on a forkserver (the scheduler's workers come from a forkserver that imports this)::
 
       [scheduler]
       mp_start_method = forkserver
@@ -58,7 +60,7 @@ MODULES = AIRFLOW_TASK_MODULES + MLFLOW_TASK_MODULES
 
 
 def preload() -> tuple[str, ...]:
-    """Import :data:`MODULES`; the names that could not be imported (logged by the caller)."""
+    """Import :data:`MODULES`; the names that could not be imported (none with the versions we test)."""
     missing = []
     for name in MODULES:
         try:

@@ -78,9 +78,9 @@ def _fanout():
         model_uri="{{ ti.xcom_pull(task_ids='train', map_indexes=0) }}",
         name=MODEL,
         stage="Staging",
-        # No alias here: concurrent runs setting the same alias ("challenger") on MLflow 3.17 with
-        # PostgreSQL collide on its unique key (the server's alias upsert is not atomic), which
-        # fails the task as a BAD_REQUEST. Promotions set "champion" one at a time (the claim).
+        # No alias here (yet): concurrent first settings of one alias collide on MLflow's SQL store
+        # (its upsert is not atomic); MLflowHook.set_alias now tries again on that clash (see
+        # tests/integration/test_registry.py), so "challenger" can come back here.
         retries=2,
         retry_delay=1,
     )
