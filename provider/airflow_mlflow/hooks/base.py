@@ -9,7 +9,6 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Callable, Iterator, Mapping
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,33 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from airflow_mlflow.hooks.config import HttpBudget
+
+
+class cached_property:  # noqa: N801 - a drop-in for functools.cached_property
+    """
+    ``functools.cached_property`` without its lock. On Python 3.11 that lock is one per property,
+    shared by every instance: the scheduler's listener threads resolve hooks while the
+    LocalExecutor forks workers from it, and a task process forked while another thread held the
+    lock waited on it forever (seen: a ``@task.mlflow`` task stuck in ``hook.config``). Python 3.12
+    dropped the lock too; two threads may at worst both compute the value once.
+    """
+
+    def __init__(self, func: Callable[[Any], Any]) -> None:
+        self.func = func
+        self.attrname = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attrname = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        try:
+            return instance.__dict__[self.attrname]
+        except KeyError:
+            value = instance.__dict__[self.attrname] = self.func(instance)
+            return value
 
 
 class MLflowHookBase(BaseHook):
