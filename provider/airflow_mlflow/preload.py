@@ -49,6 +49,7 @@ MLFLOW_TASK_MODULES = (
     "mlflow.store.artifact.artifact_repository_registry",
     "airflow_mlflow.hooks.mlflow",
     "airflow_mlflow.runs",
+    "airflow_mlflow.compat_fluent",
     "airflow_mlflow.operators",
     "airflow_mlflow.decorators",
     "airflow_mlflow.sensors",

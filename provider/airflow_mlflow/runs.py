@@ -23,7 +23,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.attempts import TASK_STATUS, attempt_tags, earlier_attempts, reconcile_attempts
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_mlflow.hooks.mlflow import MLflowHook
+    from airflow_mlflow.hooks.records import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +165,14 @@ class TaskRun:
     #: False when the run belongs to someone else (``run_id=`` given): its status is left alone.
     owned: bool = True
     artifact_uri: str | None = None
+    #: The run as MLflow answered when it was opened, RUNNING with the attempt's tags (what
+    #: ``@task.mlflow`` makes MLflow's active run without asking MLflow again).
+    record: RunRecord | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data.pop("params")
-        data.pop("artifact_uri")
+        for local in ("params", "artifact_uri", "record"):
+            data.pop(local)
         return data
 
 
@@ -206,6 +210,7 @@ def open_task_run(
             dict(run.params),
             owned=False,
             artifact_uri=run.artifact_uri,
+            record=run,
         )
 
     experiment = hook.experiment(resolve_experiment_name(hook, experiment_name, ctx.dag_id))
@@ -228,6 +233,7 @@ def open_task_run(
         tags = {**earlier_attempts(run.tags, ctx.try_number), **tags}
         hook.set_run_status(run.run_id, "RUNNING")
         hook.log_batch(run.run_id, tags={k: v for k, v in tags.items() if run.tags.get(k) != v})
+        run = replace(run, status="RUNNING", end_time=None, tags={**run.tags, **tags})
         params = dict(run.params)
     else:
         # Earlier attempts that never reached MLflow (it was down) are recorded as such.
@@ -235,7 +241,9 @@ def open_task_run(
         run = hook.create_run(experiment_id, ctx.run_name, tags, start_time=started)
         params = {}
     url = hook.run_url(experiment_id, run.run_id)
-    return TaskRun(run.run_id, experiment_id, parent_id, url, params, artifact_uri=run.artifact_uri)
+    return TaskRun(
+        run.run_id, experiment_id, parent_id, url, params, artifact_uri=run.artifact_uri, record=run
+    )
 
 
 def _where() -> dict[str, str]:

@@ -2,7 +2,7 @@
 The seam on library internals (``airflow_mlflow.compat``): each seam against the installed MLflow
 and Airflow, so an upgrade that moves one fails the test named after it; and a scan of the package
 that fails when an MLflow or Airflow internal is used anywhere else (the seams: ``compat.py`` for
-MLflow, ``compat_airflow.py`` for Airflow).
+MLflow, with ``compat_fluent.py`` for the fluent API's active run; ``compat_airflow.py`` for Airflow).
 
 "An MLflow internal" means: an import of an ``mlflow`` module outside
 ``compat.MLFLOW_PUBLIC_MODULES``, an attribute path under ``mlflow.`` through such a module, a
@@ -17,6 +17,7 @@ imported from Airflow or read through ``airflow.`` (see :func:`airflow_internals
 from __future__ import annotations
 
 import ast
+import contextlib
 import http.server
 import importlib
 import importlib.util
@@ -34,10 +35,11 @@ from tests.unit.hooks.test_http_budget import Listener
 
 PACKAGE = Path(__file__).resolve().parents[2] / "provider" / "airflow_mlflow"
 COMPAT = PACKAGE / "compat.py"
-#: The seam modules: MLflow's (compat.py) and Airflow's (compat_airflow.py, re-exported by compat);
-#: and preload.py, which only imports modules by name, internal ones of MLflow's and Airflow's among
-#: them (tests/unit/test_preload.py fails when one of them is gone or a task needs another).
-SEAMS = (COMPAT, PACKAGE / "compat_airflow.py", PACKAGE / "preload.py")
+#: The seam modules: MLflow's (compat.py; compat_fluent.py for the fluent API's active run), Airflow's
+#: (compat_airflow.py, re-exported by compat), and preload.py, which only imports modules by name,
+#: internal ones of MLflow's and Airflow's among them (tests/unit/test_preload.py fails when one of
+#: them is gone or a task needs another).
+SEAMS = (COMPAT, PACKAGE / "compat_airflow.py", PACKAGE / "compat_fluent.py", PACKAGE / "preload.py")
 NO_RETRIES = HttpBudget(max_retries=1, backoff_factor=0.0, timeout=5.0)
 
 
@@ -446,6 +448,52 @@ def test_update_run_info_sets_status_and_end_time(store):
     assert (info.status, info.end_time) == ("FAILED", 1234)
     compat.update_run_info(client, run.info.run_id, "RUNNING", None)
     assert client.get_run(run.info.run_id).info.status == "RUNNING"
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_activate_run_is_start_run_without_its_requests(store, monkeypatch, fails):
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from airflow_mlflow.compat_fluent import activate_run
+    from airflow_mlflow.hooks.records import RunRecord
+
+    client = MlflowClient(store.tracking_uri)
+    created = client.create_run(client.create_experiment("fluent"), tags={"t": "1"}, run_name="ti")
+    record = RunRecord.from_run(created)
+    calls = []
+    for verb in ("get_run", "update_run_info"):
+        real = getattr(SqlAlchemyStore, verb)
+        monkeypatch.setattr(
+            SqlAlchemyStore,
+            verb,
+            lambda self, *a, _v=verb, _r=real, **k: calls.append(_v) or _r(self, *a, **k),
+        )
+    mlflow.set_tracking_uri(store.tracking_uri)
+    try:
+        with pytest.raises(RuntimeError) if fails else contextlib.nullcontext():
+            with activate_run(record) as active:
+                assert mlflow.active_run() is active
+                assert (active.info.run_id, active.info.status, active.info.run_name) == (
+                    created.info.run_id,
+                    "RUNNING",
+                    "ti",
+                )
+                assert active.data.tags["t"] == "1"
+                assert calls == []  # start_run(run_id=...) reads, updates and reads again
+                mlflow.log_metric("m", 1.0)  # the fluent API writes into it
+                with pytest.raises(Exception, match="already active"):
+                    activate_run(record)  # as start_run refuses a second run
+                if fails:
+                    raise RuntimeError("the task failed")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert mlflow.active_run() is None
+    run = client.get_run(created.info.run_id)
+    assert run.info.status == ("FAILED" if fails else "FINISHED")
+    assert run.data.metrics == {"m": 1.0}
+    assert calls.count("update_run_info") == 1  # the end only
 
 
 def test_artifact_repository_uploads_without_the_run(tmp_path):

@@ -96,6 +96,7 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
         import mlflow
         from mlflow.exceptions import MlflowException
 
+        from airflow_mlflow.compat_fluent import activate_run
         from airflow_mlflow.exceptions import translate
 
         task_run = run.run
@@ -103,7 +104,7 @@ class _MLflowDecoratedOperator(TrackedRunMixin, DecoratedOperator, PythonOperato
         ends_ours = returned = False
         result = None
         try:
-            with self.hook.user_code_env(), mlflow.start_run(run_id=task_run.run_id):
+            with self.hook.user_code_env(), activate_run(task_run.record):
                 try:
                     result = super().execute(context)
                     returned = True
