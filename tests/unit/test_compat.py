@@ -266,6 +266,27 @@ def test_use_tracking_uri_scopes_the_fluent_uri(tmp_path):
     assert mlflow.get_tracking_uri() == before
 
 
+def test_use_tracking_uri_leaves_tracing_alone_when_the_environment_has_the_uri(tmp_path, monkeypatch):
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    uri = f"sqlite:///{tmp_path}/x.db"
+    resets = []
+    monkeypatch.setattr(utils, "reset", lambda: resets.append(1))  # what set_tracking_uri calls
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with compat.use_tracking_uri(uri):  # what a task process has (the hook set the variable)
+        assert mlflow.get_tracking_uri() == uri
+    assert resets == []
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/other.db")  # set in this process: overridden
+    try:
+        with compat.use_tracking_uri(uri):
+            assert mlflow.get_tracking_uri() == uri
+        assert mlflow.get_tracking_uri().endswith("other.db")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert resets
+
+
 def test_host_creds_carry_every_field():
     got = compat.host_creds(
         "https://h", username="u", password="p", token="t", insecure_tls=False, ca_bundle="/ca.pem"

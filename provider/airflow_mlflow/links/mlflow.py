@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
@@ -17,6 +17,27 @@ if TYPE_CHECKING:
 RUN_XCOM_KEY = "mlflow_run"
 #: XCom key under which registry tasks record ``{name, version, url}``.
 VERSION_XCOM_KEY = "mlflow_model_version"
+
+
+#: Where a tracked task keeps the run payload it pushed: ``(ti identity, payload)``.
+_RECORDED = "_airflow_mlflow_recorded_run"
+
+
+def _identity(ti: Any) -> tuple:
+    return (ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+
+
+def push_run_payload(task: BaseOperator, ti: Any, payload: dict) -> None:
+    """
+    Push the "MLflow Run" link's payload (``TaskRun.to_json()``). The task keeps it as well: Airflow
+    computes the link in this process right after the task stops, and reads it there, not back
+    through the API server.
+    """
+    ti.xcom_push(key=RUN_XCOM_KEY, value=payload)
+    try:
+        setattr(task, _RECORDED, (_identity(ti), payload))
+    except Exception:  # an operator that refuses new attributes: the link reads the XCom
+        pass
 
 
 def _payload(ti_key: TaskInstanceKey, key: str) -> dict:
@@ -59,7 +80,11 @@ class MLflowRunLink(BaseOperatorLink):
         # would log an "XCom not found" error under the task's real one.
         if not getattr(operator, "_run_recorded", True):
             return ""
-        payload = _payload(ti_key, RUN_XCOM_KEY)
+        recorded = getattr(operator, _RECORDED, None)
+        if recorded and recorded[0] == _identity(ti_key):
+            payload = recorded[1]
+        else:
+            payload = _payload(ti_key, RUN_XCOM_KEY)
         if not payload:
             return ""
         return payload.get("run_url") or task_view_path(ti_key)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowTaskTerminated, AirflowTaskTimeout
 
-from airflow_mlflow.links.mlflow import RUN_XCOM_KEY, MLflowRunLink
+from airflow_mlflow.links.mlflow import MLflowRunLink, push_run_payload
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -255,7 +255,7 @@ class TrackedRunMixin:
                 raise
 
     def _record(self, context: Context, payload: dict[str, Any]) -> None:
-        context["ti"].xcom_push(key=RUN_XCOM_KEY, value=payload)
+        push_run_payload(self, context["ti"], payload)
         self._run_recorded = True
 
     def _record_untracked(self, context: Context) -> None:

@@ -23,7 +23,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow import compat
-from airflow_mlflow.links.mlflow import RUN_XCOM_KEY
+from airflow_mlflow.links.mlflow import push_run_payload
 from airflow_mlflow.plugins import task_assets
 from airflow_mlflow.tags import DURATION_METRIC, FIELD_PARAM_PREFIX, OPERATOR, OPERATOR_NAME
 from airflow_mlflow.validation import MAX_KEY_LENGTH, MAX_PARAM_VALUE_LENGTH
@@ -60,7 +60,7 @@ def start(ti: Any) -> None:
     tracked = TrackedRun(ctx)
     tracked.run = open_task_run(hook, ctx, experiment_name=experiment_name, find_existing=True)
     _current = (ctx.ti_key, hook, tracked)
-    ti.xcom_push(key=RUN_XCOM_KEY, value=tracked.run.to_json())
+    push_run_payload(task, ti, tracked.run.to_json())
     _set_attr(task, "_run_recorded", True)
     known = tracked.run.params or {}
     params = {k: v for k, v in rendered_params(task).items() if known.get(k, v) == v}
