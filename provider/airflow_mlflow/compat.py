@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -67,22 +66,6 @@ MLFLOW_PRELOAD = (
     "mlflow.store.db.utils",
     "mlflow.store.tracking.sqlalchemy_store",  # the embedded default
 )
-
-
-@contextlib.contextmanager
-def use_tracking_uri(uri: str) -> Iterator[None]:
-    """
-    MLflow's fluent API tracks to ``uri`` in this block; the previous URI is restored after.
-    Nothing to do when no URI is set in this process and ``$MLFLOW_TRACKING_URI`` is ``uri``:
-    setting one resets MLflow's tracing, which imports OpenTelemetry's SDK (~0.13 s per task).
-    """
-    from mlflow.tracking._tracking_service import utils
-
-    if utils._tracking_uri is None and os.environ.get("MLFLOW_TRACKING_URI") == uri:
-        yield
-        return
-    with utils._use_tracking_uri(uri):
-        yield
 
 
 def host_creds(
@@ -400,6 +383,7 @@ from airflow_mlflow.compat_airflow import (  # noqa: E402, F401 (re-exported)
     is_virtualenv_operator,
     redact,
     resolve_asset_ref,
+    resumes_attempt,
     serialize_template_field,
     task_hostname,
     task_sdk_secrets_backends,

@@ -130,3 +130,15 @@ def resolve_asset_ref(ref: Any) -> Any | None:
         )
     except AirflowRuntimeError:  # not found
         return None
+
+
+def resumes_attempt(ti: Any) -> bool:
+    """
+    Whether this task process continues an attempt that ran before, as the Execution API told it
+    at start: a deferred task resuming (``next_method``) or a rescheduled sensor's later poke. True
+    when the task instance carries no such context (unknown: assume it may).
+    """
+    context = getattr(ti, "_ti_context_from_server", None)
+    if context is None:
+        return True
+    return bool(context.next_method) or bool(context.task_reschedule_count)

@@ -1,12 +1,16 @@
 """
-The seam into MLflow's fluent API state (``mlflow.tracking.fluent``'s active-run stack): the part of
-:mod:`airflow_mlflow.compat` that ``@task.mlflow`` uses to hand its run to the task's function.
+The seam into MLflow's fluent API state (its active-run stack and tracking URI): the part of
+:mod:`airflow_mlflow.compat` through which the provider points ``mlflow.*`` calls in user code at
+the task's connection and hands ``@task.mlflow``'s run to the task's function.
 
 ``tests/unit/test_compat.py`` exercises it against the installed MLflow.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -51,3 +55,19 @@ def activate_run(record: RunRecord) -> ActiveRun:
     )
     stack.append(fluent.ActiveRun(Run(info, data)))
     return stack[-1]
+
+
+@contextlib.contextmanager
+def use_tracking_uri(uri: str) -> Iterator[None]:
+    """
+    MLflow's fluent API tracks to ``uri`` in this block; the previous URI is restored after.
+    Nothing to do when no URI is set in this process and ``$MLFLOW_TRACKING_URI`` is ``uri``:
+    setting one resets MLflow's tracing, which imports OpenTelemetry's SDK (~0.13 s per task).
+    """
+    from mlflow.tracking._tracking_service import utils
+
+    if utils._tracking_uri is None and os.environ.get("MLFLOW_TRACKING_URI") == uri:
+        yield
+        return
+    with utils._use_tracking_uri(uri):
+        yield

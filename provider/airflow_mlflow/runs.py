@@ -165,8 +165,7 @@ class TaskRun:
     #: False when the run belongs to someone else (``run_id=`` given): its status is left alone.
     owned: bool = True
     artifact_uri: str | None = None
-    #: The run as MLflow answered when it was opened, RUNNING with the attempt's tags (what
-    #: ``@task.mlflow`` makes MLflow's active run without asking MLflow again).
+    #: The run as opened, RUNNING with the attempt's tags (``@task.mlflow``'s active run).
     record: RunRecord | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -262,16 +261,18 @@ def close_task_run(
     *,
     state_logged: bool = False,
     ended_as: str | None = None,
+    metrics: Mapping[str, float] | None = None,
 ) -> None:
     """
     Record how this attempt ended (unless the task already logged :func:`attempt_tags` with its
-    own batch), and end the run with the matching status (unless the task already ended it with
-    that status: ``ended_as``).
+    own batch), with ``metrics`` in the same batch, and end the run with the matching status
+    (unless the task already ended it with that status: ``ended_as``).
     """
     if not task_run.owned:
         return
-    if not state_logged:
-        hook.log_batch(task_run.run_id, tags=attempt_tags(ctx, outcome, error))
+    tags = None if state_logged else attempt_tags(ctx, outcome, error)
+    if tags or metrics:
+        hook.log_batch(task_run.run_id, tags=tags, metrics=metrics)
     if ended_as != TASK_STATUS[outcome]:
         hook.set_run_status(task_run.run_id, TASK_STATUS[outcome])
 

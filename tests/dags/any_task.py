@@ -12,7 +12,7 @@ from pathlib import Path
 import pendulum
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import dag, task
+from airflow.sdk import BaseOperator, dag, task
 
 from airflow_mlflow import disable_tracking, enable_tracking
 
@@ -152,3 +152,25 @@ def _external():
 
 
 external = enable_tracking(_external())
+
+
+class _Deferring(BaseOperator):
+    """Defers once on a short timer, then finishes: two processes, one try number."""
+
+    def execute(self, context):
+        from datetime import timedelta
+
+        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+        self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=1)), method_name="done")
+
+    def done(self, context, event=None):
+        return "resumed"
+
+
+@dag(dag_id="any_task_deferred", schedule=None, start_date=START, catchup=False)
+def _deferred():
+    _Deferring(task_id="wait")
+
+
+deferred = enable_tracking(_deferred())

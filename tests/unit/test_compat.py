@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlflow import compat
+from airflow_mlflow import compat, compat_fluent
 from airflow_mlflow.hooks.config import HttpBudget
 from tests.unit.hooks.test_http_budget import Listener
 
@@ -261,7 +261,7 @@ def test_use_tracking_uri_scopes_the_fluent_uri(tmp_path):
 
     before = mlflow.get_tracking_uri()
     uri = f"sqlite:///{tmp_path}/x.db"
-    with compat.use_tracking_uri(uri):
+    with compat_fluent.use_tracking_uri(uri):
         assert mlflow.get_tracking_uri() == uri
     assert mlflow.get_tracking_uri() == before
 
@@ -274,12 +274,12 @@ def test_use_tracking_uri_leaves_tracing_alone_when_the_environment_has_the_uri(
     resets = []
     monkeypatch.setattr(utils, "reset", lambda: resets.append(1))  # what set_tracking_uri calls
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    with compat.use_tracking_uri(uri):  # what a task process has (the hook set the variable)
+    with compat_fluent.use_tracking_uri(uri):  # what a task process has (the hook set the variable)
         assert mlflow.get_tracking_uri() == uri
     assert resets == []
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/other.db")  # set in this process: overridden
     try:
-        with compat.use_tracking_uri(uri):
+        with compat_fluent.use_tracking_uri(uri):
             assert mlflow.get_tracking_uri() == uri
         assert mlflow.get_tracking_uri().endswith("other.db")
     finally:
@@ -628,6 +628,25 @@ def test_task_hostname_is_the_one_airflow_records(monkeypatch):
     monkeypatch.setenv("AIRFLOW__CORE__HOSTNAME_CALLABLE", "tests.e2e._hostname.from_env")
     monkeypatch.setenv("AMLF_TEST_HOSTNAME", "worker-7")
     assert compat.task_hostname() == "worker-7"
+
+
+def test_resumes_attempt_reads_what_the_execution_api_sent_at_start():
+    from types import SimpleNamespace
+
+    from airflow.sdk.api.datamodels._generated import TIRunContext
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    assert "_ti_context_from_server" in RuntimeTaskInstance.__private_attributes__
+    assert {"next_method", "task_reschedule_count"} <= set(TIRunContext.model_fields)
+
+    def ti(**context):
+        fields = {"next_method": None, "task_reschedule_count": 0, **context}
+        return SimpleNamespace(_ti_context_from_server=SimpleNamespace(**fields))
+
+    assert compat.resumes_attempt(ti()) is False  # a fresh attempt
+    assert compat.resumes_attempt(ti(next_method="execute_complete")) is True  # deferred, resuming
+    assert compat.resumes_attempt(ti(task_reschedule_count=2)) is True  # a sensor's later poke
+    assert compat.resumes_attempt(SimpleNamespace()) is True  # nothing said: may resume
 
 
 def test_compat_re_exports_every_airflow_seam():

@@ -153,7 +153,7 @@ def _scratch_run() -> Iterator[None]:
 
     import mlflow
 
-    from airflow_mlflow.compat import use_tracking_uri
+    from airflow_mlflow.compat_fluent import use_tracking_uri
     from airflow_mlflow.hooks.base import scoped_environment
 
     with tempfile.TemporaryDirectory(prefix="airflow-mlflow-untracked-") as tmp:

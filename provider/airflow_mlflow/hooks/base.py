@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_mlflow import compat
+from airflow_mlflow import compat, compat_fluent
 from airflow_mlflow.exceptions import MLflowProviderError, translate
 from airflow_mlflow.hooks.config import DEFAULT_CONN_ID, MLflowConnectionConfig, redact, redact_uri
 from airflow_mlflow.hooks.resolution import resolve_config
@@ -140,7 +140,7 @@ class MLflowHookBase(BaseHook):
             _prepare_embedded_store(self.config)
         with (
             scoped_environment({**_credential_env(self.config), **uris}),
-            compat.use_tracking_uri(self.config.tracking_uri),
+            compat_fluent.use_tracking_uri(self.config.tracking_uri),
         ):
             yield
 

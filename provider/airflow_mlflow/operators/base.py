@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -154,8 +154,17 @@ class TrackedRun:
 
         return attempt_tags(self.ctx, "success") if self.run is not None and self.run.owned else {}
 
-    def close(self, hook: MLflowHook, outcome: str, error: BaseException | None = None) -> None:
-        """End the attempt, once: record it on the run and end the run with the matching status."""
+    def close(
+        self,
+        hook: MLflowHook,
+        outcome: str,
+        error: BaseException | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> None:
+        """
+        End the attempt, once: record it on the run (with ``metrics``, in the same request) and
+        end the run with the matching status.
+        """
         if self.run is None or self.outcome is not None:
             return
         self.outcome = outcome
@@ -169,6 +178,7 @@ class TrackedRun:
             error,
             state_logged=outcome == "success" and self.success_logged,
             ended_as=self.ended_as,
+            metrics=metrics,
         )
 
 

@@ -58,7 +58,9 @@ def start(ti: Any) -> None:
     hook = connection.with_fallback_budget(_quick_budget())
     _set_attr(task, "_run_recorded", False)
     tracked = TrackedRun(ctx)
-    tracked.run = open_task_run(hook, ctx, experiment_name=experiment_name, find_existing=True)
+    # A deferred task resuming, or a sensor's later poke, keeps its run (same try number).
+    resumes = compat.resumes_attempt(ti)
+    tracked.run = open_task_run(hook, ctx, experiment_name=experiment_name, find_existing=resumes)
     _current = (ctx.ti_key, hook, tracked)
     push_run_payload(task, ti, tracked.run.to_json())
     _set_attr(task, "_run_recorded", True)
@@ -106,9 +108,8 @@ def finish(ti: Any, outcome: str, error: Any = None) -> None:
     if outcome == "failed" and _killed(error):
         outcome = "killed"
     duration = _duration_s(ti)
-    if duration is not None and tracked.run is not None:
-        hook.log_batch(tracked.run.run_id, metrics={DURATION_METRIC: duration})
-    tracked.close(hook, outcome, error if isinstance(error, BaseException) else None)
+    metrics = {DURATION_METRIC: duration} if duration is not None else None
+    tracked.close(hook, outcome, error if isinstance(error, BaseException) else None, metrics=metrics)
 
 
 def export_env(task: Any, hook: MLflowHook, run: TaskRun, experiment_name: str) -> list[str]:

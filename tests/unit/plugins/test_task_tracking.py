@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from airflow_mlflow.plugins import listener
@@ -135,7 +137,8 @@ def test_a_tracking_error_never_reaches_the_task(store, monkeypatch, caplog):
     real = runs.open_task_run
 
     def broken(*args, **kwargs):
-        if kwargs.get("find_existing"):  # the listener's calls; @task.mlflow's own still work
+        # The listener's calls; @task.mlflow's own still work.
+        if sys._getframe(1).f_globals["__name__"] == "airflow_mlflow.plugins.task_tracking":
             raise RuntimeError("boom")
         return real(*args, **kwargs)
 
@@ -346,3 +349,28 @@ def test_log_inputs_checks_every_dataset_before_writing(store):
     assert store.client.get_run(run_id).inputs.dataset_inputs == []
     assert hook.log_inputs(run_id, [good]) == hook.log_inputs(run_id, [good]) == 1
     assert len(store.client.get_run(run_id).inputs.dataset_inputs) == 1
+
+
+def test_only_a_resumed_process_looks_for_its_attempts_run(store, monkeypatch):
+    """
+    A deferred task runs twice with the same try number: the process resuming it finds the run
+    its first process opened (Airflow tells it so at start); a fresh attempt creates its run
+    without a search.
+    """
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+
+    searched: list[dict] = []
+    real = MLflowHook.find_runs
+
+    def counting(self, experiment_id, query, *args, **kwargs):
+        searched.append(query)
+        return real(self, experiment_id, query, *args, **kwargs)
+
+    monkeypatch.setattr(MLflowHook, "find_runs", counting)
+    dag_run = _run(any_task.deferred)
+    assert dag_run.state == "success"
+    _, children = _runs(store, any_task.deferred, dag_run)
+    assert sorted(children) == ["wait"]  # one run, not one per process
+    wait = children["wait"]
+    assert wait.info.status == "FINISHED" and wait.data.tags["airflow.try.1.state"] == "success"
+    assert len([q for q in searched if "airflow.ti_key" in q]) == 1  # the resumed process only
