@@ -22,7 +22,7 @@ assert preload.MISSING == (), preload.MISSING
 before = set(sys.modules)
 from airflow_mlflow.hooks.mlflow import MLflowHook
 client = MLflowHook().client
-experiment = client.create_experiment("preload", artifact_location=sys.argv[1])
+experiment = client.create_experiment(sys.argv[2], artifact_location=sys.argv[1] or None)
 run = client.create_run(experiment).info.run_id
 client.log_param(run, "alpha", 0.5)
 client.log_metric(run, "accuracy", 0.9)
@@ -57,7 +57,7 @@ def test_a_tracked_tasks_mlflow_calls_import_nothing_the_preload_did_not(tmp_pat
 
     uri = copy_store(mlflow_template, tmp_path / "mlflow")
     env = {**os.environ, "AIRFLOW_CONN_MLFLOW_DEFAULT": mlflow_conn_json(uri)}
-    assert _run(TASK, (tmp_path / "artifacts").as_uri(), env=env) == []
+    assert _run(TASK, (tmp_path / "artifacts").as_uri(), "preload", env=env) == []
 
 
 def test_the_celery_settings_add_the_preload_without_importing_it():
