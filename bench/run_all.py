@@ -32,13 +32,30 @@ FIGURES = (
     "gate_scale",
     "throttle",
     "task_start",
+    "celery_scale",
 )
 
 
 def run_figure(module: str, out: Path, quick: bool) -> dict:
+    """The figure's record; a figure that fails is recorded as failed and the run goes on."""
     started = time.monotonic()
     cmd = [sys.executable, "-m", f"bench.{module}", "--json", str(out / f"{module}.json")]
-    subprocess.run(cmd + (["--quick"] if quick else []), cwd=ROOT, check=True)
+    done = subprocess.run(cmd + (["--quick"] if quick else []), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    sys.stderr.write(done.stderr)
+    if done.returncode != 0:
+        print(f"[bench] {module} FAILED (exit {done.returncode})", flush=True)
+        error = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+        return {
+            "key": module,
+            "title": f"{module}: failed",
+            "target": None,
+            "target_met": None,
+            "summary": {"provider": f"failed: {error[0][:200]}"},
+            "rows": [],
+            "notes": [f"`python -m bench.{module}` failed: `{error[0][:300]}`"],
+            "failed": True,
+            "elapsed_s": time.monotonic() - started,
+        }
     record = json.loads((out / f"{module}.json").read_text())
     record["elapsed_s"] = time.monotonic() - started
     print(f"[bench] {module} took {record['elapsed_s']:.0f} s", flush=True)
@@ -154,6 +171,9 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "results.md").write_text(markdown(results))
     print(f"[bench] wrote {out / 'results.md'} and results.json in {results['elapsed_s'] / 60:.1f} min")
+    failed = [fig["key"] for fig in records if fig.get("failed")]
+    if failed:
+        sys.exit(f"[bench] failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

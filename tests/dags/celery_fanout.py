@@ -78,9 +78,9 @@ def _fanout():
         model_uri="{{ ti.xcom_pull(task_ids='train', map_indexes=0) }}",
         name=MODEL,
         stage="Staging",
-        # No alias here (yet): concurrent first settings of one alias collide on MLflow's SQL store
-        # (its upsert is not atomic); MLflowHook.set_alias now tries again on that clash (see
-        # tests/integration/test_registry.py), so "challenger" can come back here.
+        # Overlapping runs set this alias at once: MLflow's SQL store's upsert is not atomic and
+        # MLflowHook.set_alias tries again on the clash (tests/integration/test_registry.py).
+        alias="challenger",
         retries=2,
         retry_delay=1,
     )

@@ -215,6 +215,8 @@ def assert_registry(client, run_ids: list[str], tis: dict[str, list[dict]]) -> i
         previous = entry["version"]
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert str(champion.version) == previous
+    # Every run set "challenger" on its version, several at the same moment: one holder at the end.
+    assert int(client.get_model_version_by_alias(MODEL, "challenger").version) in versions
     production = [n for n, v in versions.items() if v.current_stage == "Production"]
     assert production == [int(previous)]
     promoted = {int(e["version"]) for e in history}
