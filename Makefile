@@ -26,7 +26,7 @@ help:
 	@echo "make demo              the retraining pipeline on the embedded MLflow store, with a summary"
 	@echo "make airflow           Airflow (standalone) on the demo's home and store: UI on :8080"
 	@echo "make mlflow-ui         MLflow's UI on the demo's embedded store: :5000"
-	@echo "make bench             every benchmark figure -> bench/results.md and .json (~15 min)"
+	@echo "make bench             every benchmark figure -> bench/results.md and .json (~35 min)"
 	@echo "make bench-smoke       the same at small sizes, into bench/out/ (CI; asserts no speed)"
 	@echo "make lint              ruff check and format, and static checks of docker/ (tests/lint)"
 	@echo "make clean             remove build and test leftovers (keeps $(VENV))"
