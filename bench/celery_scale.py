@@ -6,7 +6,7 @@ The Celery e2e tier's stack (``tests/e2e/_celery.py``: Redis broker, PostgreSQL 
 metadata DB, two Celery workers with the provider's Celery config, scheduler, dag-processor,
 triggerer, API server) and DAG (``tests/dags/celery_fanout.py``: ten tasks using MLflow, six mapped).
 N runs (50; quick: 10) are triggered at once, first of the same DAG untracked
-(``celery_fanout_untracked``: plain tasks, no MLflow), then of the tracked DAG:
+(``celery_fanout_untracked``: plain tasks, no MLflow, the same model fit), then of the tracked DAG:
 
 * throughput: DAG runs per minute, from the first trigger to the last run's end, tracked vs
   untracked (ratio);

@@ -13,7 +13,7 @@ for the champion, and a promotion whose gate compared against a champion that ha
 refused (the promote task fails, and its DAG run), which the test allows.
 
 ``celery_fanout_untracked``: the same shape with plain ``@task``s and no MLflow at all (the bench's
-baseline).
+baseline), doing the same work outside MLflow: shard 0 fits the same model and saves it to a file.
 """
 
 from __future__ import annotations
@@ -40,13 +40,27 @@ VERSION = "{{ ti.xcom_pull(task_ids='register')['version'] }}"
 MAX_ACTIVE_RUNS = 64
 
 
-def _log_model() -> str:
-    import mlflow
+def _fit():
     import numpy as np
     from sklearn.dummy import DummyClassifier
 
-    model = DummyClassifier(strategy="prior").fit(np.array([[0.0], [1.0]]), np.array([0, 1]))
-    return mlflow.sklearn.log_model(model, name="model").model_uri
+    return DummyClassifier(strategy="prior").fit(np.array([[0.0], [1.0]]), np.array([0, 1]))
+
+
+def _log_model() -> str:
+    import mlflow
+
+    return mlflow.sklearn.log_model(_fit(), name="model").model_uri
+
+
+def _save_model() -> str:
+    """The untracked twin's model: the same fit, pickled to a file of its own."""
+    import pickle
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as out:
+        pickle.dump(_fit(), out)
+    return out.name
 
 
 @dag(
@@ -112,8 +126,9 @@ celery_fanout = _fanout()
 )
 def _untracked():
     @task
-    def train(shard: int) -> float:
-        return float(get_current_context()["params"]["accuracy"]) + shard
+    def train(shard: int) -> str | None:
+        float(get_current_context()["params"]["accuracy"])
+        return _save_model() if shard == 0 else None
 
     @task
     def summary() -> int:
