@@ -15,3 +15,5 @@ def test_a_tracked_tasks_requests_import_nothing_the_preload_did_not(mlflow_serv
     conn = {"conn_type": "mlflow", "host": mlflow_server.host, "port": mlflow_server.port, "schema": "http"}
     env = {**os.environ, "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(conn)}
     assert _run(TASK, "", f"preload-{uuid.uuid4().hex[:8]}", env=env) == []
+    # Its artifact has a name of its own: other tests look for theirs on the same session server.
+    assert len(list(mlflow_server.artifacts_dir.rglob("preload-probe.txt"))) >= 1

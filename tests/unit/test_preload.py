@@ -27,7 +27,7 @@ run = client.create_run(experiment).info.run_id
 client.log_param(run, "alpha", 0.5)
 client.log_metric(run, "accuracy", 0.9)
 client.set_tag(run, "stage", "test")
-path = os.path.join(tempfile.mkdtemp(), "report.txt")
+path = os.path.join(tempfile.mkdtemp(), "preload-probe.txt")
 open(path, "w").write("ok")
 client.log_artifact(run, path)
 client.set_terminated(run)
