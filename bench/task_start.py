@@ -4,7 +4,8 @@ by where the task process gets MLflow from.
 
 The e2e stack (scheduler, dag-processor, triggerer, API server; ``mlflow_default`` on a real
 ``mlflow server``) runs ``task_dags/noop_fleet.py`` (K untracked, K ``@task.mlflow`` and K
-listener-tracked no-op tasks, all independent) several times after a warm-up run, in three
+listener-tracked no-op tasks, independent of each other, after one unmeasured ``@task.mlflow``
+opener that opens the DAG run's parent run) several times after a warm-up run, in three
 set-ups of the LocalExecutor's workers:
 
 * ``fork``: Airflow's default on Linux before Python 3.14: workers are forked from the scheduler,

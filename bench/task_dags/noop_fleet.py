@@ -1,5 +1,5 @@
 """
-Figure 7's DAG: no-op tasks of three kinds, ``K`` mapped instances each, all independent.
+Figure 7's DAG: no-op tasks of three kinds, ``K`` mapped instances each, independent of each other.
 
 * ``untracked``: a plain ``@task`` (the baseline);
 * ``decorated``: ``@task.mlflow``, which opens the task's child run itself;
