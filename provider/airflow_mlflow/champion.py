@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.exceptions import MLflowConflictError
 from airflow_mlflow.tags import (
+    APPROVAL_DAG_RUN,
     CHAMPION_HISTORY,
+    CHAMPION_MOVE,
     DAG_ID,
     GATE_BASELINE_VERSION,
     GATE_DAG_RUN,
@@ -83,6 +85,8 @@ class Change:
     gate: str | None = None
     alias: str | None = None
     stage: str | None = None
+    #: A person's sign-off on the promoted version (``status``, ``by``, ``at``, ``comment``).
+    approval: Mapping[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -95,7 +99,7 @@ class Change:
         }
         if self.action == PROMOTE or self.gate is not None:
             entry["gate"] = self.gate
-        for key in ("alias", "stage"):  # absent rather than null: the tag's room is limited
+        for key in ("alias", "stage", "approval"):  # absent rather than null: the tag's room is limited
             if getattr(self, key) is not None:
                 entry[key] = getattr(self, key)
         return entry
@@ -117,6 +121,7 @@ class Change:
             value = entry.get(key)
             return None if value is None else str(value)
 
+        approval = entry.get("approval")
         return cls(
             seq=seq,
             action=str(entry["action"]),
@@ -127,6 +132,7 @@ class Change:
             gate=text("gate"),
             alias=text("alias"),
             stage=text("stage"),
+            approval={str(k): str(v) for k, v in approval.items()} if isinstance(approval, Mapping) else None,
         )
 
 
@@ -277,6 +283,26 @@ def claim(hook: MLflowHook, model: str, seq: int, actor: Actor) -> None:
         )
 
 
+def _mark_move(
+    hook: MLflowHook, target: Target, version: str, seq: int, previous: str | None, actor: Actor
+) -> None:
+    """
+    Mark ``version`` as being made champion by the provider, before the move: MLflow announces an
+    alias change (webhook) the moment it happens, before anything after the move is written.
+    """
+    from airflow_mlflow.hooks.registry import dumps
+
+    marker = {
+        "seq": seq,
+        "alias": target.alias,
+        "stage": target.stage,
+        "previous": previous,
+        "dag_run": actor.dag_run,
+        "at": iso_utc(),
+    }
+    hook.set_version_tags(target.model, version, {CHAMPION_MOVE: dumps(marker)})
+
+
 def _begin(hook: MLflowHook, target: Target) -> tuple[list[Change], int]:
     """The history and the next change's number, read before the champion (see the module doc)."""
     history = read_history(hook.get_model_tags(target.model))
@@ -291,6 +317,8 @@ def promote(
     since the gate compared against it. Returns the recorded change (None when ``version`` was
     champion already: nothing to do) and the candidate.
     """
+    from airflow_mlflow.approval import approval_of
+
     model = target.model
     candidate = hook.get_model_version(model, version)
     gate = candidate.tags.get(GATE_STATUS)
@@ -298,6 +326,12 @@ def promote(
         raise MLflowConflictError(
             f"model {model!r} version {version} was rejected by the gate "
             f"({candidate.tags.get(GATE_DAG_RUN)}); it will not be promoted"
+        )
+    approval = approval_of(candidate.tags)
+    if approval and approval["status"] == "rejected":
+        raise MLflowConflictError(
+            f"model {model!r} version {version} was rejected by {approval['by']} at {approval['at']} "
+            f"({candidate.tags.get(APPROVAL_DAG_RUN)}); it will not be promoted"
         )
     history, seq = _begin(hook, target)
     current = target.champion(hook)
@@ -312,6 +346,7 @@ def promote(
             f"{'version ' + previous if previous else 'unset'}; re-run the gate before promoting"
         )
     claim(hook, model, seq, actor)
+    _mark_move(hook, target, version, seq, previous, actor)
     target.move(hook, version)
     target.settle(hook)
     at = iso_utc()
@@ -325,7 +360,9 @@ def promote(
             PROMOTION_GATE: gate or "not gated",
         },
     )
-    change = Change(seq, PROMOTE, version, previous, at, actor.dag_run, gate, target.alias, target.stage)
+    change = Change(
+        seq, PROMOTE, version, previous, at, actor.dag_run, gate, target.alias, target.stage, approval
+    )
     hook.set_model_tags(model, history_tag(history, change))
     return change, candidate
 
@@ -348,6 +385,7 @@ def rollback(hook: MLflowHook, target: Target, actor: Actor) -> tuple[Change, Ve
             "nothing to roll back to"
         )
     claim(hook, model, seq, actor)
+    _mark_move(hook, target, restore, seq, current.version, actor)
     target.move(hook, restore)
     target.settle(hook)
     at = iso_utc()

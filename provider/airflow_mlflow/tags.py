@@ -118,6 +118,20 @@ PROMOTION_PREVIOUS_VERSION = "airflow.promotion.previous_version"
 PROMOTION_AT = "airflow.promotion.at"
 PROMOTION_DAG_RUN = "airflow.promotion.dag_run"
 PROMOTION_GATE = "airflow.promotion.gate"
+#: Set on a version just before the provider makes it champion (JSON: ``seq``, ``alias``, ``stage``,
+#: ``previous``, ``dag_run``, ``at``): registry watchers tell the provider's own moves (already
+#: announced by its operators' asset events) from moves made elsewhere. See ``champion.own_move``.
+CHAMPION_MOVE = "airflow.champion.move"
+#: A person's decision on a version (``MLflowApprovalOperator``): ``approved`` or ``rejected``; a
+#: rejected version is never promoted.
+APPROVAL_STATUS = "airflow.approval.status"
+#: Who decided (the Airflow user), or ``timeout`` when nobody answered in time.
+APPROVAL_BY = "airflow.approval.by"
+APPROVAL_AT = "airflow.approval.at"
+APPROVAL_COMMENT = "airflow.approval.comment"
+#: ``<dag_id>/<run_id>`` of the DAG run that asked.
+APPROVAL_DAG_RUN = "airflow.approval.dag_run"
+APPROVAL_TAGS = (APPROVAL_STATUS, APPROVAL_BY, APPROVAL_AT, APPROVAL_COMMENT, APPROVAL_DAG_RUN)
 #: On the champion a rollback replaced.
 ROLLBACK_AT = "airflow.rollback.at"
 ROLLBACK_DAG_RUN = "airflow.rollback.dag_run"
