@@ -376,15 +376,19 @@ def artifact_path_is_safe(path: str) -> bool:
 
 from airflow_mlflow.compat_airflow import (  # noqa: E402, F401 (re-exported)
     ask_execution_api,
+    asset_event_extras_since,
     call_secrets_backend,
     hides_field,
     in_task_context,
     is_execution_api_backend,
     is_virtualenv_operator,
+    metadata_session,
     redact,
+    register_asset_event,
     resolve_asset_ref,
     resumes_attempt,
     serialize_template_field,
     task_hostname,
     task_sdk_secrets_backends,
+    watched_asset,
 )

@@ -142,3 +142,55 @@ def resumes_attempt(ti: Any) -> bool:
     if context is None:
         return True
     return bool(context.next_method) or bool(context.task_reschedule_count)
+
+
+# -- the webhook receiver (plugins/webhooks.py): Airflow's asset tables and the asset manager, as
+# the triggerer uses them when an asset watcher's trigger fires (``Trigger.submit_event``).
+
+
+def metadata_session() -> Any:
+    """A metadata-DB session (a context manager: committed on exit, rolled back on an error)."""
+    from airflow.utils.session import create_session
+
+    return create_session()
+
+
+def watched_asset(session: Any, uri: str, trigger_classpath: str) -> Any | None:
+    """
+    The active asset ``uri`` when one of its watchers runs a ``trigger_classpath`` trigger, else
+    None. Airflow keeps a watcher only while a DAG scheduled on the asset is active and unpaused.
+    """
+    from airflow.models.asset import AssetModel, AssetWatcherModel
+    from airflow.models.trigger import Trigger
+    from sqlalchemy import select
+
+    return session.scalars(
+        select(AssetModel)
+        .join(AssetWatcherModel, AssetWatcherModel.asset_id == AssetModel.id)
+        .join(Trigger, Trigger.id == AssetWatcherModel.trigger_id)
+        .where(AssetModel.uri == uri, AssetModel.active.has(), Trigger.classpath == trigger_classpath)
+        .limit(1)
+    ).first()
+
+
+def asset_event_extras_since(session: Any, uri_prefix: str, since: Any) -> list[dict[str, Any]]:
+    """The extras of the asset events at or after ``since`` on assets whose URI starts with ``uri_prefix``."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from sqlalchemy import select
+
+    rows = session.scalars(
+        select(AssetEvent.extra)
+        .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+        .where(AssetModel.uri.startswith(uri_prefix, autoescape=True), AssetEvent.timestamp >= since)
+    )
+    return [dict(extra or {}) for extra in rows]
+
+
+def register_asset_event(session: Any, asset: Any, extra: dict[str, Any]) -> Any | None:
+    """
+    An event on ``asset`` (an asset row from :func:`watched_asset`) with ``extra``, registered as
+    the triggerer registers a watcher's event: DAG runs scheduled on it are queued.
+    """
+    from airflow.assets.manager import AssetManager
+
+    return AssetManager.register_asset_change(asset=asset.to_serialized(), extra=extra, session=session)

@@ -733,3 +733,52 @@ def test_resolve_asset_ref(monkeypatch, case):
         assert comms.sent == [sent]
     else:
         assert got is None and comms.sent == ([GetAssetByName(name="feat")] if case == "unknown" else [])
+
+
+# -- the webhook receiver's seams (plugins/webhooks.py), against the session's Airflow DB
+
+
+@pytest.fixture
+def webhook_asset(airflow_db):
+    """``(asset uri, the watcher's trigger class path)`` of a webhook-watched model asset in the DB."""
+    import uuid
+
+    from airflow_mlflow.assets import model_asset
+    from tests.unit.plugins.test_webhooks import consumer
+
+    asset = model_asset(f"compat-{uuid.uuid4().hex[:8]}", watch="webhook")
+    consumer(asset)
+    return asset.uri, asset.watchers[0].trigger.serialize()[0]
+
+
+def test_metadata_session_commits_on_exit(airflow_db):
+    from airflow.models.log import Log
+    from sqlalchemy import select
+
+    with compat.metadata_session() as session:
+        session.add(Log(event="compat-seam-probe"))
+    with compat.metadata_session() as session:
+        assert session.scalars(select(Log).where(Log.event == "compat-seam-probe")).first() is not None
+
+
+def test_watched_asset_needs_a_watcher_of_that_trigger(webhook_asset):
+    uri, classpath = webhook_asset
+    with compat.metadata_session() as session:
+        assert compat.watched_asset(session, uri, classpath).uri == uri
+        assert compat.watched_asset(session, uri, "airflow_mlflow.triggers.Other") is None
+        assert compat.watched_asset(session, uri + "-none", classpath) is None
+
+
+def test_register_asset_event_and_extras_since(webhook_asset):
+    from datetime import UTC, datetime, timedelta
+
+    uri, classpath = webhook_asset
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    with compat.metadata_session() as session:
+        asset = compat.watched_asset(session, uri, classpath)
+        event = compat.register_asset_event(session, asset, {"delivery_id": "d-1"})
+        assert event.extra == {"delivery_id": "d-1"}
+    with compat.metadata_session() as session:
+        assert compat.asset_event_extras_since(session, uri, before) == [{"delivery_id": "d-1"}]
+        assert compat.asset_event_extras_since(session, uri, datetime.now(UTC) + timedelta(seconds=5)) == []
+        assert compat.asset_event_extras_since(session, "mlflow-model://%", before) == []  # not a pattern

@@ -51,7 +51,7 @@ def embedded_root() -> Path:
     return airflow_home() / "mlflow"
 
 
-_SECRET_FIELDS = frozenset({"password", "token"})
+_SECRET_FIELDS = frozenset({"password", "token", "webhook_secret"})
 _URI_FIELDS = frozenset({"tracking_uri", "registry_uri", "ui_url"})
 
 
@@ -160,7 +160,8 @@ class MLflowConnectionConfig:
     """
     Everything the provider needs to reach MLflow, validated.
 
-    Secrets (``password``, ``token``) are excluded from ``repr`` so the object is safe to log.
+    Secrets (``password``, ``token``, ``webhook_secret``) are excluded from ``repr`` so the object
+    is safe to log.
     """
 
     tracking_uri: str
@@ -182,6 +183,9 @@ class MLflowConnectionConfig:
     #: Extra ``max_requests_per_second``: the provider's own requests per second in one process
     #: (see :mod:`airflow_mlflow.hooks.throttle`); None: unlimited.
     max_requests_per_second: float | None = None
+    #: Extra ``webhook_secret``: the secret MLflow signs its webhooks to this Airflow with
+    #: (:mod:`airflow_mlflow.plugins.webhooks`); None: webhooks for this connection are refused.
+    webhook_secret: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         shown = {
@@ -194,7 +198,7 @@ class MLflowConnectionConfig:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every secret this config holds, to strip from messages: password, token, URI userinfo."""
-        found = [self.password, self.token]
+        found = [self.password, self.token, self.webhook_secret]
         for uri in (self.tracking_uri, self.registry_uri, self.ui_url):
             found.extend(_userinfo_secrets(uri))
         return tuple(dict.fromkeys(s for s in found if s))
@@ -352,6 +356,7 @@ class MLflowConnectionConfig:
                 _MIN_RATE,
                 _MAX_RATE,
             ),
+            webhook_secret=str(extra.get("webhook_secret") or "") or None,
         )
 
     @staticmethod

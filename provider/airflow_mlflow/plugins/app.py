@@ -1,7 +1,8 @@
 """
 The plugin's web app, mounted by Airflow's API server under ``/mlflow``.
 
-Every route requires an Airflow login (the UI's session cookie or a bearer token) through
+Every route but the webhook receiver (:mod:`airflow_mlflow.plugins.webhooks`, which accepts only
+what MLflow signed) requires an Airflow login (the UI's session cookie or a bearer token) through
 Airflow's own security dependencies: the DAG-run, task and artifact views require read access
 to that DAG and that Airflow knows the DAG now (see :func:`known_dag`), and the registry pages
 show only model versions produced by DAGs the user may read now.
@@ -23,7 +24,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_mlflow.exceptions import MLflowInputError, MLflowProviderError, MLflowResourceNotFoundError
-from airflow_mlflow.plugins import chart, model_views, rendering, run_views
+from airflow_mlflow.plugins import chart, model_views, rendering, run_views, webhooks
 from airflow_mlflow.tags import DAG_ID
 
 if TYPE_CHECKING:
@@ -204,6 +205,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, refused)
     app.add_exception_handler(MLflowProviderError, mlflow_failed)
     app.include_router(router)
+    app.include_router(webhooks.router)
     return app
 
 

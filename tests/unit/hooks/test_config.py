@@ -79,6 +79,9 @@ def test_secrets_stay_out_of_repr():
     token_cfg = MLflowConnectionConfig.from_connection(conn(host="h", extra={"token": "tok-123"}))
     assert "s3cret-pw" not in repr(cfg) and "tok-123" not in repr(token_cfg)
     assert "alice" in repr(cfg)
+    hook_cfg = MLflowConnectionConfig.from_connection(conn(host="h", extra={"webhook_secret": "wh-456"}))
+    assert hook_cfg.webhook_secret == "wh-456" and "wh-456" not in repr(hook_cfg)
+    assert "wh-456" in hook_cfg.secrets  # masked in logs, stripped from messages
 
 
 @pytest.mark.usefixtures("airflow_db")  # the metadata DB is asked too: it must be readable

@@ -26,7 +26,16 @@ def test_every_route_requires_a_login_and_dag_routes_a_known_dag(app_module):
     from airflow.api_fastapi.core_api.security import get_user
     from fastapi.routing import APIRoute
 
-    routes = [r for r in app_module.create_app().routes if isinstance(r, APIRoute)]
+    from airflow_mlflow.plugins import webhooks
+
+    every = [r for r in app_module.create_app().routes if isinstance(r, APIRoute)]
+    # The one exception: MLflow cannot log in; the receiver takes only what MLflow signed
+    # (tests/unit/plugins/test_webhooks.py).
+    assert [(r.path, r.methods) for r in every if r.path.startswith("/webhooks/")] == [
+        ("/webhooks/{conn_id}", {"POST"})
+    ]
+    assert [r.path for r in webhooks.router.routes] == ["/webhooks/{conn_id}"]
+    routes = [r for r in every if not r.path.startswith("/webhooks/")]
     assert {r.path for r in routes} == {"/dag-run", "/task", "/artifact", "/models", "/model", "/icon.svg"}
     assert {r.path for r in routes} == {r.path for r in app_module.router.routes}
     for route in routes:
