@@ -1,6 +1,6 @@
 """
-What the registry pages show: registered models, their versions with gate verdicts and
-promotions, the champion history and one chart point per DAG run, read through
+What the registry pages show: registered models, their versions with gate verdicts, people's
+approvals and promotions, the champion history and one chart point per DAG run, read through
 :class:`MLflowHook` only.
 
 Nothing here knows about HTTP or Airflow's database: the routes hand in a hook and
@@ -17,8 +17,14 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from airflow_mlflow.approval import REJECTED, TIMEOUT
 from airflow_mlflow.champion import Change, is_champion, read_history
 from airflow_mlflow.tags import (
+    APPROVAL_AT,
+    APPROVAL_BY,
+    APPROVAL_COMMENT,
+    APPROVAL_DAG_RUN,
+    APPROVAL_STATUS,
     DAG_ID,
     GATE_BASELINE_VERSION,
     GATE_DAG_RUN,
@@ -56,14 +62,59 @@ def gate_of(tags: Mapping[str, str]) -> str:
     return tags.get(GATE_STATUS, NOT_GATED)
 
 
+@dataclass(frozen=True)
+class Decision:
+    """A person's decision on a version (``MLflowApprovalOperator``), as the pages show it."""
+
+    status: str  # approved | rejected
+    by: str
+    at: str
+    comment: str = ""
+    #: ``<dag_id>/<run_id>`` of the DAG run that asked (empty in a history entry).
+    dag_run: str = ""
+
+    @classmethod
+    def of_version(cls, tags: Mapping[str, str]) -> Decision | None:
+        """The decision recorded on a version (its whole comment), None without one."""
+        status = tags.get(APPROVAL_STATUS)
+        if not status:
+            return None
+        get = lambda key: tags.get(key) or ""  # noqa: E731
+        return cls(status, get(APPROVAL_BY), get(APPROVAL_AT), get(APPROVAL_COMMENT), get(APPROVAL_DAG_RUN))
+
+    @classmethod
+    def of_change(cls, change: Change) -> Decision | None:
+        """The approval a champion change carries (its comment shortened), None without one."""
+        entry = change.approval
+        if not entry or not entry.get("status"):
+            return None
+        return cls(entry["status"], entry.get("by", ""), entry.get("at", ""), entry.get("comment", ""))
+
+    @property
+    def rejected(self) -> bool:
+        return self.status == REJECTED
+
+    @property
+    def who(self) -> str:
+        """``by alice``, or ``(no answer in time)`` when the request timed out."""
+        return "(no answer in time)" if self.by == TIMEOUT else f"by {self.by or 'unknown'}"
+
+    @property
+    def summary(self) -> str:
+        """``approved by alice``, ``rejected by bob``, ``rejected (no answer in time)``."""
+        return f"{self.status} {self.who}"
+
+
 @dataclass
 class VersionView:
-    """A model version with what decided its fate: gate verdict, promotion, metrics."""
+    """A model version with what decided its fate: gate verdict, approval, promotion, metrics."""
 
     record: VersionRecord
     champion: bool = False
     metrics: Mapping[str, float] = field(default_factory=dict)
     run_tags: Mapping[str, str] = field(default_factory=dict)
+    #: On a DAG run's pages, ``<dag_id>/<run_id>``: only the decision that DAG run recorded is shown.
+    approval_run: str | None = None
 
     @property
     def version(self) -> str:
@@ -117,6 +168,19 @@ class VersionView:
         return self.tags.get(PROMOTION_AT, "")
 
     @property
+    def decision(self) -> Decision | None:
+        """The latest decision a person (or a timeout) made on the version."""
+        return Decision.of_version(self.tags)
+
+    @property
+    def approval(self) -> Decision | None:
+        """The decision shown: the version's, or on a DAG run's pages the one that DAG run recorded."""
+        decision = self.decision
+        if decision and self.approval_run and decision.dag_run != self.approval_run:
+            return None
+        return decision
+
+    @property
     def outcome(self) -> str:
         """One line a reader can trust: what happened to this version, and why."""
         if self.champion:
@@ -127,6 +191,11 @@ class VersionView:
             return "promoted, since replaced"
         if self.gate == "rejected":
             return "rejected by the gate"
+        decision = self.decision
+        if decision and decision.rejected:
+            return decision.summary
+        if decision:
+            return f"{decision.summary}, not promoted"
         if self.gate == "passed":
             return "passed the gate, not promoted"
         return "candidate"
@@ -138,17 +207,25 @@ def _is_champion(version: VersionRecord, model: ModelRecord) -> bool:
 
 
 def dag_run_versions(hook: MLflowHook, dag_id: str, run_id: str, run_ids: list[str]) -> list[VersionView]:
-    """Versions registered from these runs, or registered, gated or promoted by the DAG run."""
+    """
+    Versions registered from these runs, or registered, gated, approved or promoted by the DAG
+    run; each shows the approval decision this DAG run recorded, if any.
+    """
+    dag_run = f"{dag_id}/{run_id}"
     records = {(r.name, r.version): r for r in hook.versions_of_runs(run_ids)} if run_ids else {}
     for tags in (
         {DAG_ID: dag_id, RUN_ID: run_id},
-        {GATE_DAG_RUN: f"{dag_id}/{run_id}"},
-        {PROMOTION_DAG_RUN: f"{dag_id}/{run_id}"},
+        {GATE_DAG_RUN: dag_run},
+        {APPROVAL_DAG_RUN: dag_run},
+        {PROMOTION_DAG_RUN: dag_run},
     ):
         for r in hook.versions_with_tags(tags):
             records.setdefault((r.name, r.version), r)
     models = {name: hook.get_model(name) for name in {name for name, _ in records}}
-    return [VersionView(r, champion=_is_champion(r, models[r.name])) for r in records.values()]
+    return [
+        VersionView(r, champion=_is_champion(r, models[r.name]), approval_run=dag_run)
+        for r in records.values()
+    ]
 
 
 @dataclass
@@ -217,6 +294,11 @@ class ModelView:
     @property
     def champion(self) -> VersionView | None:
         return next((v for v in self.versions if v.champion), None)
+
+    @property
+    def history_rows(self) -> list[tuple[Change, Decision | None]]:
+        """The history as shown: each change with the approval it carries (None without one)."""
+        return [(change, Decision.of_change(change)) for change in self.history]
 
 
 def model_view(

@@ -159,7 +159,7 @@ def task_view(
     """
     One task instance's run with each metric's whole history, its logged models, and the model
     versions registered from it. For a task that is not tracked (a registry task, say): None,
-    and every version its DAG run registered, gated or promoted.
+    and every version its DAG run registered, gated, approved or promoted.
     """
     ctx = TaskRunContext(dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index)
     experiments = _experiment_names(hook)

@@ -48,3 +48,48 @@ def tracked(filled):
 @pytest.fixture
 def lifecycle(filled):
     return filled[2]
+
+
+#: A comment from a user, with markup the pages must escape.
+HOSTILE_COMMENT = "<script>alert(1)</script> ship it"
+
+
+@pytest.fixture
+def approvals(store):
+    """
+    Model ``churn``, each version from DAG ``retrain`` run ``day<n>``, gated and passed: v1
+    promoted without asking; v2 approved by alice (``HOSTILE_COMMENT``) and promoted over v1; v3
+    rejected by bob; v4 rejected by a timeout of another DAG run (``approve/manual__4``).
+    Decisions and promotions are written by the provider's own code.
+    """
+    from airflow_mlflow import tags
+    from airflow_mlflow.approval import record_decision
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+    from airflow_mlflow.operators.registry import MLflowPromoteModelOperator
+    from tests.support import operator_context
+
+    client = store.client
+    client.create_registered_model("churn")
+    for day in (1, 2, 3, 4):
+        lineage = {tags.DAG_ID: "retrain", tags.RUN_ID: f"day{day}", tags.GATE_STATUS: "passed"}
+        client.create_model_version("churn", f"file:///tmp/churn/{day}", tags=lineage)
+    hook = MLflowHook()
+
+    def promote(version: str) -> None:
+        MLflowPromoteModelOperator(task_id="p", model_name="churn", version=version, stage=None).execute(
+            operator_context()
+        )
+
+    def decide(version: str, approved: bool, user: str | None, comment: str, dag_run: str) -> None:
+        who = {"id": user, "name": user} if user else None
+        at = f"2026-12-0{version}T09:30:00+00:00"
+        record_decision(
+            hook, "churn", version, approved=approved, user=who, at=at, comment=comment, dag_run=dag_run
+        )
+
+    promote("1")
+    decide("2", True, "alice", HOSTILE_COMMENT, "retrain/day2")
+    promote("2")
+    decide("3", False, "bob", "drifted on the March data", "retrain/day3")
+    decide("4", False, None, "", "approve/manual__4")
+    return hook

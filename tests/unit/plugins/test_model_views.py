@@ -11,7 +11,20 @@ from airflow_mlflow import tags
 from airflow_mlflow.champion import Change, history_tag
 from airflow_mlflow.hooks.mlflow import MLflowHook
 from airflow_mlflow.plugins import chart, model_views, rendering
-from tests.unit.plugins.conftest import everyone
+from tests.unit.plugins.conftest import HOSTILE_COMMENT, everyone
+
+ESCAPED_COMMENT = "&lt;script&gt;alert(1)&lt;/script&gt; ship it"
+
+
+def text(html: str) -> str:
+    """What a reader sees: the markup's text, whitespace collapsed."""
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def row(page: str, attribute: str) -> str:
+    """The table row that opens with ``<tr <attribute>``."""
+    start = page.index(f"<tr {attribute}")
+    return page[start : page.index("</tr>", start)]
 
 
 def test_models_view_respects_dag_permissions(lifecycle):
@@ -84,3 +97,37 @@ def test_the_champion_is_who_the_promotion_model_says_and_history_shows_readable
     assert summary.champion.version == "2" and summary.latest_gate == "not gated"
     versions = model_views.dag_run_versions(hook, "retrain", "day2", [])
     assert [(v.version, v.champion) for v in versions] == [("2", True)]
+
+
+def test_the_model_page_shows_each_decision_beside_the_gate_and_in_the_history(approvals):
+    view = model_views.model_view(approvals, "churn", everyone)
+    assert [(v.version, v.gate, v.approval and v.approval.summary, v.outcome) for v in view.versions] == [
+        ("4", "passed", "rejected (no answer in time)", "rejected (no answer in time)"),
+        ("3", "passed", "rejected by bob", "rejected by bob"),
+        ("2", "passed", "approved by alice", "champion"),
+        ("1", "passed", None, "promoted, since replaced"),
+    ]
+    assert view.versions[2].approval.comment == HOSTILE_COMMENT  # whole, from the version
+    rows = [(c.version, d and (d.summary, d.at, d.comment)) for c, d in view.history_rows]
+    assert rows == [
+        ("2", ("approved by alice", "2026-12-02T09:30:00+00:00", HOSTILE_COMMENT)),
+        ("1", None),
+    ]
+
+    page = rendering.render("model.html", view=view, chart=None, selected=None, conn_id="mlflow_default")
+    assert "<script>" not in page and page.count(ESCAPED_COMMENT) == 2  # the version, the history
+    approved = row(page, 'data-version="2"')
+    assert 'data-approval="approved"' in approved and 'class="badge approved">approved by alice<' in approved
+    assert "approved by alice 2026-12-02T09:30:00+00:00" in text(approved)
+    rejected = row(page, 'data-version="3"')
+    assert 'data-approval="rejected"' in rejected and 'class="badge rejected">rejected by bob<' in rejected
+    assert "rejected by bob" in text(rejected) and "drifted on the March data" in text(rejected)
+    timed_out = row(page, 'data-version="4"')
+    assert 'class="badge rejected">rejected (no answer in time)<' in timed_out
+    unasked = row(page, 'data-version="1"')
+    assert "data-approval" not in unasked and "approval" not in text(unasked)
+
+    promoted_after_approval = row(page, 'data-seq="1"')
+    assert "approved by alice" in text(promoted_after_approval)
+    assert ESCAPED_COMMENT in promoted_after_approval
+    assert 'class="approval' not in row(page, 'data-seq="0"')

@@ -9,6 +9,7 @@ import pytest
 from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.hooks.mlflow import MLflowHook
 from airflow_mlflow.plugins import rendering, run_views
+from tests.unit.plugins.test_model_views import ESCAPED_COMMENT, row, text
 
 
 def test_dag_run_view_shows_each_tracked_task_with_what_it_logged(tracked):
@@ -105,3 +106,25 @@ def test_task_view_shows_the_runs_logged_models_beside_its_artifacts(tracked, tm
     assert f'data-model-id="{model.model_id}"' in table and f'data-model-id="{bare.model_id}"' in table
     assert "sklearn, python_function" in table and f"models:/{model.model_id}" in table
     assert "No artifacts." not in page and "belong to its logged model" in page
+
+
+def test_a_dag_runs_tab_shows_the_approval_that_dag_run_recorded(approvals):
+    def page(dag_id: str, run_id: str) -> tuple[run_views.DagRunView, str]:
+        view = run_views.dag_run_view(approvals, dag_id, run_id)
+        return view, rendering.render("dag_run.html", view=view, conn_id="mlflow_default")
+
+    view, html = page("retrain", "day3")
+    assert [(v.version, v.approval.summary) for v in view.versions] == [("3", "rejected by bob")]
+    assert "rejected by bob" in text(row(html, 'data-version="3"'))
+
+    view, html = page("retrain", "day2")
+    assert [(v.version, v.approval.summary) for v in view.versions] == [("2", "approved by alice")]
+    assert "<script>" not in html and ESCAPED_COMMENT in row(html, 'data-version="2"')
+
+    # v4 came from day4, but another DAG run asked (and timed out): its decision shows there only.
+    view, html = page("retrain", "day4")
+    assert [(v.version, v.approval) for v in view.versions] == [("4", None)]
+    assert "data-approval" not in html
+    view, html = page("approve", "manual__4")
+    assert [(v.version, v.approval.summary) for v in view.versions] == [("4", "rejected (no answer in time)")]
+    assert 'data-approval="rejected"' in row(html, 'data-version="4"')
