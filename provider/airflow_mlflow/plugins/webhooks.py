@@ -7,10 +7,11 @@ name (``mlflow-model://<conn_id>/<model>[/alias/<alias>]``). MLflow cannot log i
 this route is not behind Airflow's login: it accepts only what MLflow signed with the connection's
 ``webhook_secret`` extra (HMAC-SHA256 over ``<delivery id>.<timestamp>.<body>``, the
 ``X-MLflow-Signature`` header ``v1,<base64>``), within :data:`TOLERANCE_SECONDS` of its timestamp
-either way, and each delivery id once. A delivery already accepted is refused across API-server
-workers and restarts: its id is in the extra of an asset event of the window (Airflow's DB), and
-in this process's memory. Two workers handed the same delivery at the same instant could both
-accept it; MLflow sends a delivery again only after an error or a timeout, seconds later.
+either way (else 401), and each delivery id once (else 409). A delivery already accepted is
+refused across API-server workers and restarts: its id is in the extra of an asset event of the
+window (Airflow's DB), and in this process's memory. Two workers handed the same delivery at the
+same instant could both accept it; MLflow sends a delivery again only after an error or a
+timeout, seconds later.
 
 Events (extra ``{"from_webhook": true, "delivery_id", "payload"}``, the payload of
 :func:`airflow_mlflow.registry_events.change_payload`):
@@ -45,7 +46,7 @@ from starlette.concurrency import run_in_threadpool
 
 from airflow_mlflow import compat
 from airflow_mlflow.assets import SCHEME, model_asset
-from airflow_mlflow.exceptions import MLflowProviderError
+from airflow_mlflow.exceptions import MLflowProviderError, MLflowResourceNotFoundError
 from airflow_mlflow.registry_events import (
     ALIAS_DELETED,
     ALIAS_SET,
@@ -145,7 +146,7 @@ def verify(conn_id: str, headers: Any, body: bytes, now: float | None = None) ->
     skew = (time.time() if now is None else now) - timestamp
     if abs(skew) > TOLERANCE_SECONDS:
         raise Refused(
-            403, f"{TIMESTAMP_HEADER} is {skew:+.0f} s from now (allowed: {TOLERANCE_SECONDS} s either way)"
+            401, f"{TIMESTAMP_HEADER} is {skew:+.0f} s from now (allowed: {TOLERANCE_SECONDS} s either way)"
         )
     secret = _secret(conn_id)
     expected = expected_signature(secret, delivery_id, raw_timestamp, body)
@@ -202,6 +203,8 @@ def _version_tags(conn_id: str, name: str, version: str) -> dict[str, str]:
 
     try:
         return dict(MLflowHook(mlflow_conn_id=conn_id).get_model_version(name, version).tags)
+    except MLflowResourceNotFoundError:
+        return {}  # deleted since: not a move the provider is making
     except MLflowProviderError as err:
         raise Refused(
             503, f"model {name!r} version {version} cannot be read from MLflow now: {err}"
@@ -246,7 +249,7 @@ def handle(conn_id: str, delivery_id: str, timestamp: int, body: bytes) -> dict[
             return {"status": "ignored", "reason": f"no webhook-watched asset {uri}"}
         extras = compat.asset_event_extras_since(session, f"{SCHEME}://{conn_id}/", since)
         if any(e.get("from_webhook") and e.get("delivery_id") == delivery_id for e in extras):
-            raise Refused(403, f"delivery {delivery_id} was accepted already (a replay)")
+            raise Refused(409, f"delivery {delivery_id} was accepted already (a replay)")
         if alias is not None and version is not None:
             if own_move(_version_tags(conn_id, name, version), alias=alias):
                 return {"status": "ignored", "reason": "moved by the provider (its operator announced it)"}
@@ -282,7 +285,7 @@ async def receive(conn_id: str, request: Request) -> JSONResponse:
         delivery_id, timestamp = await run_in_threadpool(verify, conn_id, request.headers, body)
         if not deliveries.claim(delivery_id):
             delivery_id = None  # the claim is the first delivery's, not this one's
-            raise Refused(403, "this delivery was accepted already (a replay)")
+            raise Refused(409, "this delivery was accepted already (a replay)")
         answer = await run_in_threadpool(handle, conn_id, delivery_id, timestamp, body)
     except Refused as refused:
         if delivery_id is not None and refused.status >= 500:
