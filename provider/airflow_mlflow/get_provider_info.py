@@ -27,7 +27,13 @@ def get_provider_info() -> dict:
             {"integration-name": "MLflow", "python-modules": ["airflow_mlflow.sensors.metric_threshold"]}
         ],
         "triggers": [
-            {"integration-name": "MLflow", "python-modules": ["airflow_mlflow.triggers.metric_threshold"]}
+            {
+                "integration-name": "MLflow",
+                "python-modules": [
+                    "airflow_mlflow.triggers.metric_threshold",
+                    "airflow_mlflow.triggers.registry_events",
+                ],
+            }
         ],
         "asset-uris": [{"schemes": ["mlflow-model"], "handler": "airflow_mlflow.assets.sanitize_uri"}],
         "connection-types": [

@@ -95,6 +95,9 @@ class VersionRecord:
     tags: Mapping[str, str] = field(default_factory=dict)
     model_id: str | None = None
     created: int = 0  # ms since the epoch
+    #: Who created the version, when MLflow says (None when the store does not record users).
+    user_id: str | None = None
+    updated: int = 0  # ms since the epoch: the last change of the version (a stage move included)
 
     @classmethod
     def from_version(cls, mv: ModelVersion) -> VersionRecord:
@@ -109,18 +112,26 @@ class VersionRecord:
             tags=dict(mv.tags or {}),
             model_id=getattr(mv, "model_id", None) or _logged_model_id(mv.source),
             created=int(mv.creation_timestamp or 0),
+            user_id=getattr(mv, "user_id", None) or None,
+            updated=int(getattr(mv, "last_updated_timestamp", None) or 0),
         )
 
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """A plain view of a registered model: its tags and which version each alias points at."""
+    """
+    A plain view of a registered model: its tags, which version each alias points at and, per
+    stage, the newest version in it (``latest``; the largest of them is the newest version overall;
+    empty on registries without stages, such as Unity Catalog).
+    """
 
     name: str
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
     updated: int = 0  # ms since the epoch
+    latest: Mapping[str, str] = field(default_factory=dict)
+    created: int = 0  # ms since the epoch: a model deleted and registered again is another model
 
     @classmethod
     def from_model(cls, rm: RegisteredModel) -> ModelRecord:
@@ -130,6 +141,8 @@ class ModelRecord:
             tags=dict(rm.tags or {}),
             aliases={alias: str(version) for alias, version in (rm.aliases or {}).items()},
             updated=int(rm.last_updated_timestamp or 0),
+            latest={str(mv.current_stage): str(mv.version) for mv in rm.latest_versions or ()},
+            created=int(getattr(rm, "creation_timestamp", None) or 0),
         )
 
 
