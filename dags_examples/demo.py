@@ -4,18 +4,25 @@
 Runs ``retrain_model`` for four consecutive days (each trains on its own data window; some days
 drift), then ``score_batch`` with the resulting champion; then ``retrain_from_script`` (an
 unmodified training script in a ``BashOperator``, tracked by ``enable_tracking``) for two days;
-and prints what landed in MLflow.
+and prints what landed in MLflow. Last, Airflow runs for a minute (scheduler, triggerer, API
+server) while someone moves ``@champion`` by hand with a plain ``MlflowClient`` call: the
+registry watcher turns the move into an asset event and ``score_batch`` runs on that version.
 Everything lives in ``.airflow/`` in this checkout, recreated on each demo: Airflow's metadata
 DB, and the embedded MLflow store in ``.airflow/mlflow/``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from airflow_mlflow.tags import GATE_STATUS, OPERATOR_NAME, ROLE, ROLE_TASK, gate_metric
@@ -66,6 +73,7 @@ def main() -> None:
     gated_days(SCRIPT_DAG, SCRIPT_MODEL, SCRIPT_DAYS, "a plain script in a BashOperator, then the same", env)
     summarize()
     summarize_script()
+    watch_a_move_by_hand(env)
     print()
     print("Look further:")
     print("  make airflow     # Airflow's UI on http://localhost:8080 (this demo's DAG runs; login printed)")
@@ -144,6 +152,112 @@ def summarize_script() -> None:
     print(f"{parent.info.run_id} ({ROLE}={parent.data.tags[ROLE]}). The script logged there")
     print(f"{params}; {metrics};")
     print(f"and model {logged.name!r} (models:/{logged.model_id}).")
+
+
+def watch_a_move_by_hand(env: dict[str, str]) -> None:
+    """
+    Airflow on the demo's home for about a minute; someone moves ``@champion`` by hand in MLflow;
+    ``score_batch`` (scheduled on ``model_asset(..., alias="champion", watch="poll")``) runs on it.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **env,
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": url,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # loopback only, for a minute
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "0",
+    }
+    mlflow = client()
+    before = str(mlflow.get_model_version_by_alias(MODEL, "champion").version)
+    by_hand = str(
+        min(
+            int(v.version)
+            for v in mlflow.search_model_versions(f"name = '{MODEL}'")
+            if v.current_stage == "Archived"
+        )
+    )
+    print(
+        f"==> Airflow on {url} for a minute; then @champion moves by hand from version {before} to {by_hand}"
+    )
+    airflow("dags", "unpause", "score_batch", env=env)
+    with (HOME / "demo.log").open("a") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "airflow"), "standalone"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        api = f"{url}/api/v2"
+        asset = wait(
+            lambda: next(iter(get(f"{api}/assets", uri_pattern=f"{MODEL}/alias/champion")["assets"]), None),
+            "the champion asset",
+        )
+        wait(
+            lambda: get(f"{api}/assets/{asset['id']}/state-store")["total_entries"],
+            "the watcher's first read of the registry",
+        )
+        known = {r["dag_run_id"] for r in get(f"{api}/dags/score_batch/dagRuns")["dag_runs"]}
+        mlflow.set_registered_model_alias(MODEL, "champion", by_hand)  # what someone does in MLflow's UI
+        moved = time.monotonic()
+
+        def scored():
+            runs = [
+                r for r in get(f"{api}/dags/score_batch/dagRuns")["dag_runs"] if r["dag_run_id"] not in known
+            ]
+            return next((r for r in runs if r["state"] in ("success", "failed")), None)
+
+        run = wait(scored, "score_batch to run on the moved champion")
+        event = get(f"{api}/dags/score_batch/dagRuns/{run['dag_run_id']}/upstreamAssetEvents")[
+            "asset_events"
+        ][-1]
+        payload = event["extra"]["payload"]
+        moved_by = f"{payload['alias']} {payload['previous_version']} -> {payload['version']}"
+        print(f"    watcher: {moved_by} ({payload['change']}, via {payload['via']})")
+        took = time.monotonic() - moved
+        version = scored_version(run["dag_run_id"])
+        print(f"    score_batch {run['state']} on version {version}, {took:.0f}s after the move")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def get(url: str, **query: str):
+    from urllib.parse import urlencode
+
+    with urllib.request.urlopen(f"{url}?{urlencode(query)}" if query else url, timeout=10) as response:
+        return json.load(response)
+
+
+def wait(probe, what: str, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            if value := probe():
+                return value
+        time.sleep(1)
+    sys.exit(f"timed out waiting for {what}; the log is {HOME / 'demo.log'}")
+
+
+def scored_version(dag_run_id: str) -> str:
+    mlflow = client()
+    experiment = mlflow.get_experiment_by_name("score_batch")
+    (run,) = mlflow.search_runs(
+        [experiment.experiment_id],
+        f"tags.`airflow.run_id` = '{dag_run_id}' and tags.`{ROLE}` = '{ROLE_TASK}'",
+    )
+    return run.data.params["model_version"]
 
 
 if __name__ == "__main__":

@@ -9,15 +9,23 @@ registers it as ``Staging``/``challenger``, and lets the promotion gate decide: 
 reach ``accuracy >= 0.85`` and beat the champion by at least 0.005. A rejected candidate is a
 normal outcome (``soft_fail``): the gate and the promotion are skipped and the run succeeds.
 
-``score_batch`` (in ``score_batch.py``) runs whenever the champion moves.
+With the ``require_approval`` param, a person signs off before the promotion: the ``approve`` step
+waits (no worker slot) in Airflow's "Required actions" with the candidate against the champion,
+metric by metric; Reject (or no answer within a day) skips the promotion. Off by default, so
+scheduled runs and ``make demo`` stay unattended.
+
+``score_batch`` (in ``score_batch.py``) runs whenever the champion moves, here or by hand.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from airflow_mlflow import (
+    MLflowApprovalOperator,
     MLflowMetricThresholdSensor,
     MLflowPromoteModelOperator,
     MLflowRegisterModelOperator,
@@ -57,6 +65,7 @@ def day_window(day: pendulum.DateTime, rows: int = 320):
     params={
         "C": Param(1.0, type="number", exclusiveMinimum=0, description="inverse regularisation strength"),
         "max_iter": Param(1000, type="integer", minimum=10),
+        "require_approval": Param(False, type="boolean", description="a person signs off before promotion"),
     },
 )
 def retrain_model():
@@ -127,10 +136,17 @@ def retrain_model():
         poke_interval=5,
         timeout=600,
     )
+    approve = MLflowApprovalOperator(
+        task_id="approve",
+        model_name=MODEL_NAME,
+        version=VERSION,
+        required="{{ params.require_approval }}",
+        response_timeout=timedelta(days=1),
+    )
     promote = MLflowPromoteModelOperator(
         task_id="promote", model_name=MODEL_NAME, version=VERSION, stage="Production", alias="champion"
     )
-    register >> gate >> promote
+    register >> gate >> approve >> promote
 
 
 retrain_model()

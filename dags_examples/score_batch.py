@@ -1,8 +1,9 @@
 """
 Batch scoring with the current champion, run each time the champion moves.
 
-Scheduled on the promotion asset of ``retrain_model``: when ``MLflowPromoteModelOperator`` (or a
-rollback) moves the ``champion`` alias, this DAG loads ``models:/<name>@champion`` through pyfunc
+Scheduled on the ``champion`` alias of the model: when ``retrain_model``'s promotion (or a
+rollback) moves it, and when anyone moves it outside Airflow (MLflow's UI, a script, a CI job:
+the triggerer polls the registry, ``watch="poll"``), this DAG loads ``models:/<name>@champion`` through pyfunc
 (pinned to the version the alias names when the run starts), scores a batch, logs prediction
 statistics, and writes the predictions as an artifact.
 """
@@ -12,13 +13,15 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, get_current_context, task
 
-from airflow_mlflow import model_asset
+from airflow_mlflow import event_payload, model_asset
 
 MODEL_NAME = "breast_cancer_classifier"
+#: Seconds between the watcher's reads of the registry (one request each).
+POLL_INTERVAL = 15
 
 
 @dag(
-    schedule=[model_asset(MODEL_NAME, alias="champion")],
+    schedule=[model_asset(MODEL_NAME, alias="champion", watch="poll", poll_interval=POLL_INTERVAL)],
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     tags=["mlflow", "example", "scoring"],
@@ -34,7 +37,7 @@ def score_batch():
         from sklearn.datasets import load_breast_cancer
 
         events = get_current_context()["triggering_asset_events"]
-        promoted = [dict(e.extra) for per_asset in events.values() for e in per_asset]
+        moves = [event_payload(e.extra) for per_asset in events.values() for e in per_asset]
         version = str(mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion").version)
 
         # Load the version just read, so what is logged is what scored even if the alias moves now.
@@ -46,8 +49,9 @@ def score_batch():
             "positive_rate": float(predictions["prediction"].mean()),
         }
         mlflow.log_params({"model_name": MODEL_NAME, "model_version": version})
-        if promoted:  # absent when run by hand rather than by a promotion
-            mlflow.set_tag("triggered_by", ", ".join(f"version {e.get('version')}" for e in promoted))
+        if moves:  # absent when run by hand rather than by a move of the champion
+            how = ", ".join(f"version {m.get('version')} ({m.get('via', 'promotion')})" for m in moves)
+            mlflow.set_tag("triggered_by", how)
         mlflow.log_metrics(stats)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "predictions.csv"

@@ -20,7 +20,11 @@ def get_provider_info() -> dict:
         "operators": [
             {
                 "integration-name": "MLflow",
-                "python-modules": ["airflow_mlflow.operators.tracking", "airflow_mlflow.operators.registry"],
+                "python-modules": [
+                    "airflow_mlflow.operators.tracking",
+                    "airflow_mlflow.operators.registry",
+                    "airflow_mlflow.operators.approval",
+                ],
             }
         ],
         "sensors": [
@@ -61,6 +65,12 @@ def get_provider_info() -> dict:
                     },
                     "token": {
                         "label": "Bearer token",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "webhook_secret": {
+                        "label": "Webhook secret",
+                        "description": "What MLflow signs its registry webhooks with (the receiver at "
+                        "/mlflow/webhooks/<conn_id> refuses anything else)",
                         "schema": {"type": ["string", "null"], "format": "password"},
                     },
                     "insecure_tls": {

@@ -92,7 +92,9 @@ def own_move(
         return False
     if alias is not None and marker.get("alias") != alias:
         return False
-    if stage is not None and marker.get("stage") != stage:
+    if (
+        stage is not None and str(marker.get("stage")).lower() != stage.lower()
+    ):  # MLflow's stage names ignore case
         return False
     return 0 <= (time.time() if now is None else now) - at <= window
 

@@ -113,6 +113,7 @@ class AirflowStack:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.passwords = {name: secrets.token_urlsafe(12) for name in USERS}
+        self.webhook_secret = secrets.token_urlsafe(24)
         self.password = self.passwords[ADMIN]
         self.dbname: str | None = None
         self.db_uri: str | None = None
@@ -189,7 +190,14 @@ class AirflowStack:
         if self.mlflow_server_url:
             parts = urlsplit(self.mlflow_server_url)
             env["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps(
-                {"conn_type": "mlflow", "host": parts.hostname, "port": parts.port, "schema": parts.scheme}
+                {
+                    "conn_type": "mlflow",
+                    "host": parts.hostname,
+                    "port": parts.port,
+                    "schema": parts.scheme,
+                    # What MLflow signs its webhook deliveries with (test_webhooks_e2e).
+                    "extra": {"webhook_secret": self.webhook_secret},
+                }
             )
         for key, value in self.env_overrides.items():
             if value is None:

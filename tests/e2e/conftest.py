@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e._airflow import AirflowStack, StackError
+from tests.e2e._browser import CHROMIUM, CHROMIUM_ARGS, OUTPUT, Session
 from tests.integration._mlflow_servers import ServerProcess, ServerStartError, drop_stale_databases
 
 _MODES = ("embedded", "server")
@@ -101,3 +102,44 @@ def airflow_stack(
     print(f"\n[e2e] Airflow stack ({mode}) stopped in {time.monotonic() - stopping:.1f} s")
     leftovers = stack.leftover_pids()
     assert not leftovers, f"processes of the {mode} stack survived teardown: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def retrained(airflow_stack: AirflowStack) -> dict[str, str]:
+    """Run id of ``retrain_model`` by day, running the days here unless they already ran."""
+    from tests.e2e.test_retrain_e2e import DAG_ID, DAYS, run_retraining
+
+    done = {}
+    for run in airflow_stack.dag_runs(DAG_ID, state="success"):
+        day = (run.get("logical_date") or "")[:10]
+        if day in DAYS:
+            done[day] = run["dag_run_id"]
+    if set(done) != set(DAYS):
+        done = run_retraining(airflow_stack)
+    return done
+
+
+@pytest.fixture
+def session(airflow_stack, browser, request) -> Iterator:
+    made = []
+    mode = "server" if airflow_stack.mlflow_server_url else "embedded"
+
+    def start(user: str) -> Session:
+        made.append(Session(airflow_stack, browser, user, OUTPUT / mode))
+        made[-1].login()
+        return made[-1]
+
+    yield start
+    for s in made:
+        s.close()

@@ -12,105 +12,11 @@ stack, else this module runs them: v1 promoted, v2 rejected, v3 promoted over v1
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
-import pytest
 import requests
 
-from tests.e2e._airflow import ROOT, AirflowStack
-from tests.e2e.test_retrain_e2e import DAG_ID, DAYS, MODEL, run_retraining
-
-CHROMIUM = "/usr/bin/chromium"
-# As root, without a display, on a machine with no internet: no sandbox, no GPU, no background
-# connections (each would be refused, slowly).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT = {"width": 1440, "height": 1000}
-TIMEOUT_MS = 30_000
-OUTPUT = ROOT / "tests" / "output" / "ui"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def retrained(airflow_stack: AirflowStack) -> dict[str, str]:
-    """Run id of ``retrain_model`` by day, running the days here unless they already ran."""
-    done = {}
-    for run in airflow_stack.dag_runs(DAG_ID, state="success"):
-        day = (run.get("logical_date") or "")[:10]
-        if day in DAYS:
-            done[day] = run["dag_run_id"]
-    if set(done) != set(DAYS):
-        done = run_retraining(airflow_stack)
-    return done
-
-
-class Session:
-    """One user's browser session: a page, and where its screenshots go."""
-
-    def __init__(self, stack: AirflowStack, browser, user: str, shots: Path) -> None:
-        self.stack, self.user, self.shots = stack, user, shots
-        self.context = browser.new_context(viewport=VIEWPORT)
-        self.context.set_default_timeout(TIMEOUT_MS)
-        self.page = self.context.new_page()
-
-    def login(self) -> None:
-        page = self.page
-        page.goto(f"{self.stack.url}/")
-        page.wait_for_url(re.compile(r"/auth/login"))
-        page.fill("input[name=username]", self.user)
-        page.fill("input[name=password]", self.stack.passwords[self.user])
-        page.click("button[type=submit]")
-        page.wait_for_url(lambda url: "/auth/login" not in url)
-
-    def open(self, path: str):
-        self.page.goto(f"{self.stack.url}/{path}")
-        return self.page
-
-    def frame(self, title: str):
-        """The plugin view the Airflow UI embeds (its iframe is titled with the view's name)."""
-        return self.page.frame_locator(f'iframe[title="{title}"]')
-
-    def shot(self, name: str) -> None:
-        self.shots.mkdir(parents=True, exist_ok=True)
-        self.page.wait_for_timeout(300)  # let the UI settle its layout
-        self.page.screenshot(path=str(self.shots / f"{name}.png"))
-
-    def close(self) -> None:
-        self.context.close()
-
-
-@pytest.fixture
-def session(airflow_stack, browser, request) -> Iterator:
-    made = []
-    mode = "server" if airflow_stack.mlflow_server_url else "embedded"
-
-    def start(user: str) -> Session:
-        made.append(Session(airflow_stack, browser, user, OUTPUT / mode))
-        made[-1].login()
-        return made[-1]
-
-    yield start
-    for s in made:
-        s.close()
+from tests.e2e.test_retrain_e2e import DAG_ID, DAYS, MODEL
 
 
 def test_analyst_follows_a_retraining_run_from_dag_run_to_model_chart(airflow_stack, retrained, session):

@@ -202,6 +202,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+#: The test servers' key for webhook secrets at rest (a Fernet key: 32 url-safe base64 bytes).
+_WEBHOOK_KEY = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
 def _server_env(extra: dict[str, str]) -> dict[str, str]:
     env = {
         key: value
@@ -213,6 +217,12 @@ def _server_env(extra: dict[str, str]) -> dict[str, str]:
         # The job runner spawns ~7 huey consumers (~500 MB) and a /dev/shm dir it never removes;
         # it only serves GenAI jobs, which this provider does not use.
         MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+        # Webhook deliveries go to Airflow on 127.0.0.1 over http (tests/e2e/test_webhooks_e2e.py):
+        # MLflow refuses private addresses and plain http without these; its workers share one
+        # key for the stored webhook secrets (each would make its own otherwise).
+        MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true",
+        MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
+        MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY=_WEBHOOK_KEY,
     )
     env.update(extra)
     return env

@@ -102,13 +102,19 @@ def test_approval_is_recorded_and_travels_into_the_promotion_history(model):
     MLflowPromoteModelOperator(task_id="p", model_name="m", version="2").execute(operator_context())
     latest = read_history(model.get_registered_model("m").tags)[-1]
     assert (latest.version, latest.previous) == ("2", "1")
-    assert latest.approval == {"status": "approved", "by": "alice", "at": WHEN.isoformat(), "comment": "looks right"}
+    assert latest.approval == {
+        "status": "approved",
+        "by": "alice",
+        "at": WHEN.isoformat(),
+        "comment": "looks right",
+    }
 
 
 def test_a_rejected_version_is_refused_by_the_promotion(model):
     approval().execute_complete(operator_context(), answer("Reject", {"id": "8", "name": "bob"}, "drifted"))
     assert model.get_model_version("m", "2").tags["airflow.approval.status"] == "rejected"
-    with pytest.raises(MLflowConflictError, match=r"version 2 was rejected by bob at 2026-12-01T09:30:00\+00:00"):
+    refused = r"version 2 was rejected by bob at 2026-12-01T09:30:00\+00:00"
+    with pytest.raises(MLflowConflictError, match=refused):
         MLflowPromoteModelOperator(task_id="p", model_name="m", version="2").execute(operator_context())
     assert str(model.get_model_version_by_alias("m", "champion").version) == "1"
 
