@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlflow.exceptions import MLflowConflictError
@@ -298,7 +299,7 @@ def _mark_move(
         "stage": target.stage,
         "previous": previous,
         "dag_run": actor.dag_run,
-        "at": iso_utc(),
+        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),  # watchers compare it with poll times
     }
     hook.set_version_tags(target.model, version, {CHAMPION_MOVE: dumps(marker)})
 

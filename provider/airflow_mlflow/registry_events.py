@@ -29,9 +29,10 @@ VERSION_CREATED = "version_created"
 ALIAS_SET = "alias_set"
 ALIAS_DELETED = "alias_deleted"
 STAGE_CHANGED = "stage_changed"
-#: How long after the provider moved the champion a watcher still takes a move to that version as
-#: the provider's own (its operator announced it); a later move to the same version is announced.
-OWN_MOVE_WINDOW_SECONDS = 600.0
+#: Clock slack between the task that marked a move, the triggerer and MLflow (seconds).
+CLOCK_SLACK_SECONDS = 2.0
+#: How close to a webhook's event time the provider's mark must be for the move to be its own.
+WEBHOOK_MOVE_WINDOW_SECONDS = 60.0
 
 
 def change_payload(
@@ -76,14 +77,18 @@ def own_move(
     *,
     alias: str | None = None,
     stage: str | None = None,
-    now: float | None = None,
-    window: float = OWN_MOVE_WINDOW_SECONDS,
+    since: float,
+    until: float | None = None,
 ) -> bool:
     """
-    Whether the version carrying ``version_tags`` was moved behind ``alias`` (or into ``stage``)
-    by the provider's promotion or rollback in the last ``window`` seconds. The provider marks the
-    version (:data:`~airflow_mlflow.tags.CHAMPION_MOVE`) before it moves the champion, so a webhook
-    MLflow sends at the move already finds the mark.
+    Whether the provider's promotion or rollback moved ``alias`` (or ``stage``) to the version
+    carrying ``version_tags`` between ``since`` and ``until`` (epoch seconds): the provider marks
+    the version (:data:`~airflow_mlflow.tags.CHAMPION_MOVE`) just before it moves the champion, so
+    a webhook MLflow sends at the move already finds the mark.
+
+    The window is the caller's: the poll watcher's is "since my previous poll" (a move back to a
+    version the provider promoted long ago is someone's, and is announced); the webhook
+    receiver's is the minute around the event's time.
     """
     try:
         marker = json.loads(version_tags.get(CHAMPION_MOVE) or "null")
@@ -92,11 +97,11 @@ def own_move(
         return False
     if alias is not None and marker.get("alias") != alias:
         return False
-    if (
-        stage is not None and str(marker.get("stage")).lower() != stage.lower()
-    ):  # MLflow's stage names ignore case
+    if stage is not None and str(marker.get("stage")).lower() != stage.lower():  # MLflow ignores case
         return False
-    return 0 <= (time.time() if now is None else now) - at <= window
+    return (
+        since - CLOCK_SLACK_SECONDS <= at <= (time.time() if until is None else until) + CLOCK_SLACK_SECONDS
+    )
 
 
 def registered_by_provider(version_tags: Mapping[str, str]) -> bool:

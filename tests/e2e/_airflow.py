@@ -419,6 +419,24 @@ class AirflowStack:
             self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
             self._unpaused.add(dag_id)
 
+    def watch_assets(self, dag_id: str, uris: list[str], timeout: float = 90) -> list[dict[str, Any]]:
+        """
+        Unpause ``dag_id`` and have its file parsed again: Airflow attaches an asset's watchers
+        (``AssetWatcher``) only when it parses a DAG scheduled on the asset while that DAG is
+        unpaused, and this stack parses each file once (see ``_build_env``). The assets, once
+        every one of ``uris`` has its watcher.
+        """
+        self.unpause(dag_id)
+        token = self.api("GET", f"/dags/{dag_id}/details")["file_token"]
+        self.api("PUT", f"/parseDagFile/{token}", ok=(201,))
+
+        def watched() -> list[dict[str, Any]] | None:
+            assets = {a["uri"]: a for a in self.api("GET", "/assets", params={"limit": 100})["assets"]}
+            found = [assets.get(uri) for uri in uris]
+            return found if all(a and a["watchers"] for a in found) else None  # type: ignore[index]
+
+        return wait_for(f"the watchers of {dag_id}'s assets", watched, timeout)
+
     def trigger(
         self,
         dag_id: str,

@@ -28,8 +28,8 @@ EVENTS = ["model_version.created", "model_version_alias.created", "model_version
 
 
 def events_of(stack, uri: str) -> list[dict]:
-    events = stack.api("GET", "/assets/events", params={"limit": 100, "order_by": "id"})["asset_events"]
-    return [e for e in events if e["uri"] == uri]
+    events = stack.api("GET", "/assets/events", params={"limit": 100})["asset_events"]
+    return sorted((e for e in events if e["uri"] == uri), key=lambda e: e["id"])
 
 
 def finished_runs(stack, dag_id: str) -> list[dict]:
@@ -55,8 +55,8 @@ def post(stack, body: dict, *, secret: str | None, delivery_id: str | None = Non
 
 def test_mlflow_delivers_registry_changes_as_asset_events(airflow_stack):
     stack, client = airflow_stack, airflow_stack.mlflow_client()
-    for dag_id in ("on_new_version", "on_live_alias"):
-        stack.unpause(dag_id)
+    stack.watch_assets("on_new_version", [VERSION_URI])
+    stack.watch_assets("on_live_alias", [ALIAS_URI])
     client.create_registered_model(MODEL)
     hook = client.create_webhook(
         name="airflow",
@@ -97,7 +97,7 @@ def test_mlflow_delivers_registry_changes_as_asset_events(airflow_stack):
 
 def test_unsigned_forged_stale_and_replayed_deliveries_are_refused(airflow_stack):
     stack = airflow_stack
-    stack.unpause("on_live_alias")
+    stack.watch_assets("on_live_alias", [ALIAS_URI])
     body = {
         "entity": "model_version_alias",
         "action": "created",

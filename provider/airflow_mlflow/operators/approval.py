@@ -104,6 +104,18 @@ class MLflowApprovalOperator(ApprovalOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     @property
+    def serialized_params(self) -> dict[str, dict[str, Any]]:
+        """
+        The form a reviewer fills in: this step's fields. The DAG's params join ``self.params`` too,
+        and Airflow's check of an answer wants every key of the form: a reviewer would have to
+        repeat the DAG run's params.
+        """
+        dag_params = set(self.dag.params) if self.has_dag() else set()
+        return {
+            k: v for k, v in super().serialized_params.items() if k == COMMENT_PARAM or k not in dag_params
+        }
+
+    @property
     def hook(self) -> MLflowHook:
         hook = self.__dict__.get("_hook")
         if hook is None:

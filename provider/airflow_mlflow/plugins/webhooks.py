@@ -51,6 +51,7 @@ from airflow_mlflow.registry_events import (
     ALIAS_DELETED,
     ALIAS_SET,
     VERSION_CREATED,
+    WEBHOOK_MOVE_WINDOW_SECONDS,
     change_payload,
     own_move,
     registered_by_provider,
@@ -211,6 +212,15 @@ def _version_tags(conn_id: str, name: str, version: str) -> dict[str, str]:
         ) from None
 
 
+def _epoch(when: str | None) -> float | None:
+    """Epoch seconds of the envelope's ISO 8601 ``timestamp``; None when absent or unreadable."""
+    try:
+        moment = datetime.fromisoformat(str(when).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 def handle(conn_id: str, delivery_id: str, timestamp: int, body: bytes) -> dict[str, Any]:
     """Turn one verified delivery into at most one asset event; what happened, as the answer's JSON."""
     kind, data, when = parse(body)
@@ -251,7 +261,10 @@ def handle(conn_id: str, delivery_id: str, timestamp: int, body: bytes) -> dict[
         if any(e.get("from_webhook") and e.get("delivery_id") == delivery_id for e in extras):
             raise Refused(409, f"delivery {delivery_id} was accepted already (a replay)")
         if alias is not None and version is not None:
-            if own_move(_version_tags(conn_id, name, version), alias=alias):
+            moved_at = _epoch(when) or float(timestamp)  # the event's time, else the delivery's
+            window = WEBHOOK_MOVE_WINDOW_SECONDS
+            tags = _version_tags(conn_id, name, version)
+            if own_move(tags, alias=alias, since=moved_at - window, until=moved_at + window):
                 return {"status": "ignored", "reason": "moved by the provider (its operator announced it)"}
         extra = {"from_webhook": True, "delivery_id": delivery_id, "payload": payload}
         compat.register_asset_event(session, asset, extra)

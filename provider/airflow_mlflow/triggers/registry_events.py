@@ -14,6 +14,7 @@ when a trigger runs. Payloads and the provider's own changes: :mod:`airflow_mlfl
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +134,8 @@ class MLflowRegistryPollTrigger(_RegistryWatchTrigger):
         self._loaded = False
         self._trouble: str | None = None
         self._memory: dict[str, Any] = {}
+        #: When this instance's previous successful poll started (epoch seconds).
+        self._polled_at: float | None = None
 
     def _kwargs(self) -> dict[str, Any]:
         return super()._kwargs() | {"poll_interval": self.poll_interval}
@@ -151,6 +154,7 @@ class MLflowRegistryPollTrigger(_RegistryWatchTrigger):
         """One poll: the events of what changed since the last one (usually none)."""
         from airflow_mlflow.exceptions import MLflowResourceNotFoundError
 
+        started = time.time()
         try:
             hook = await self._hook()
             model = await asyncio.to_thread(hook.get_model, self.model_name)
@@ -175,6 +179,15 @@ class MLflowRegistryPollTrigger(_RegistryWatchTrigger):
                 yield event
         except Exception as err:  # the change's second request failed: the next poll tries again
             self._warn(_UNREACHABLE, f"{type(err).__name__}: {err}")
+            return
+        self._polled_at = started
+
+    def _since(self, baseline: dict[str, Any]) -> float:
+        """
+        Since when a move marked by the provider counts as its own: the previous poll of this
+        instance, else (after a restart) when the state was last written.
+        """
+        return self._polled_at if self._polled_at is not None else float(baseline.get("seen_at") or 0)
 
     async def _moved(
         self, hook: MLflowHook, model: ModelRecord, baseline: dict[str, Any], recreated: bool
@@ -183,8 +196,7 @@ class MLflowRegistryPollTrigger(_RegistryWatchTrigger):
         current = self._observe(model)
         version, previous = current["version"], baseline.get("version")
         if version == previous and not (recreated and version is not None):
-            if current != baseline:
-                await self._save(current)
+            await self._save(current)
             return
         payload = None
         if version is None:
@@ -192,7 +204,10 @@ class MLflowRegistryPollTrigger(_RegistryWatchTrigger):
             payload = self._payload(kind, None, previous)
         else:
             moved = await asyncio.to_thread(hook.get_model_version, self.model_name, version)
-            if registry_events.own_move(moved.tags, alias=self.alias, stage=self.mlflow_stage):
+            own = registry_events.own_move(
+                moved.tags, alias=self.alias, stage=self.mlflow_stage, since=self._since(baseline)
+            )
+            if own:
                 self.log.info(
                     "%s of model %r moved to version %s by Airflow: announced already",
                     self.watched,
@@ -287,8 +302,13 @@ class MLflowRegistryPollTrigger(_RegistryWatchTrigger):
         return self._baseline
 
     async def _save(self, state: dict[str, Any]) -> None:
-        if state != self._baseline:
+        """Keep ``state``; written (with when, ``seen_at``) only when it differs from what is kept."""
+        kept = {k: v for k, v in (self._baseline or {}).items() if k != "seen_at"}
+        if self._baseline is None or state != kept:
+            state = {**state, "seen_at": time.time()}
             await self._store_set(state)
+        else:
+            state = self._baseline
         self._baseline, self._loaded = state, True
 
     async def _store_get(self) -> Any:

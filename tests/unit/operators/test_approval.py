@@ -152,9 +152,14 @@ def test_a_required_value_that_is_not_a_bool_is_named():
         parse_required("sometimes")
 
 
-def test_the_request_has_a_comment_field_and_keeps_users_params():
-    from airflow.sdk import Param
+def test_the_form_has_a_comment_field_and_the_users_fields_not_the_dags_params():
+    from airflow.sdk import DAG, Param
 
-    op = approval(params={"ticket": Param("", type="string")})
-    assert set(op.params) == {"comment", "ticket"}
+    with DAG("d", schedule=None, params={"C": Param(1.0, type="number")}):
+        op = approval(params={"ticket": Param("", type="string")})
+    assert set(op.serialized_params) == {"comment", "ticket"}
     assert op.subject == "Promote m version 2?"
+    # A reviewer answers the form's fields only (Airflow checks the keys against the form).
+    op.validate_params_input({"comment": "ok", "ticket": "T-1"})
+    with pytest.raises(ValueError, match="does not match"):
+        op.validate_params_input({"comment": "ok"})

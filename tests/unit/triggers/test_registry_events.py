@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 
 import pytest
 
@@ -148,6 +149,19 @@ def test_a_move_made_by_the_providers_promotion_is_not_announced_again(client):
     assert json.loads(state.values[STATE_KEY])["version"] == "2"  # skipped, but seen
     client.set_registered_model_alias("m", "champion", "1")  # a rollback by hand is announced
     assert poll(trigger) == [alias_event("1", "2")]
+
+
+def test_a_move_by_hand_back_to_a_version_the_provider_promoted_is_announced(client):
+    """Version 2 keeps the provider's mark after its promotion: a later move back to it is someone's."""
+    trigger = watcher(MemoryStateStore(), alias="champion")
+    poll(trigger)
+    promote_as_airflow("2")
+    assert poll(trigger) == []
+    client.set_registered_model_alias("m", "champion", "1")
+    time.sleep(events.CLOCK_SLACK_SECONDS + 0.2)  # the next poll starts clearly after the promotion
+    assert poll(trigger) == [alias_event("1", "2")]
+    client.set_registered_model_alias("m", "champion", "2")
+    assert poll(trigger) == [alias_event("2", "1")]
 
 
 def test_a_deleted_alias_is_an_event_without_a_version_and_setting_it_again_is_another(client):
