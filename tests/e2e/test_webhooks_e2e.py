@@ -65,7 +65,9 @@ def test_mlflow_delivers_registry_changes_as_asset_events(airflow_stack):
         secret=stack.webhook_secret,
     )
     try:
-        version = client.create_model_version(MODEL, "file:///tmp/webhooked-model")  # by hand, not by Airflow
+        run = client.create_run(client.create_experiment("webhooked-training"))
+        # By hand, not by Airflow: no lineage tags.
+        version = client.create_model_version(MODEL, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
         (run,) = wait_for(
             "on_new_version to run on MLflow's delivery", lambda: finished_runs(stack, "on_new_version"), 90
         )
