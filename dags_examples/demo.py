@@ -171,6 +171,7 @@ def watch_a_move_by_hand(env: dict[str, str]) -> None:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # loopback only, for a minute
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "0",
+        "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),  # standalone runs `airflow`
     }
     mlflow = client()
     before = str(mlflow.get_model_version_by_alias(MODEL, "champion").version)
@@ -224,13 +225,22 @@ def watch_a_move_by_hand(env: dict[str, str]) -> None:
         version = scored_version(run["dag_run_id"])
         print(f"    score_batch {run['state']} on version {version}, {took:.0f}s after the move")
     finally:
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop ``airflow standalone`` and every process it started (its own process group)."""
+    for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()
+            try:
+                os.killpg(proc.pid, 0)  # anyone left in the group?
+            except ProcessLookupError:
+                return
+            time.sleep(0.5)
 
 
 def get(url: str, **query: str):

@@ -29,6 +29,7 @@ from airflow_mlflow import (
     MLflowMetricThresholdSensor,
     MLflowPromoteModelOperator,
     MLflowRegisterModelOperator,
+    model_asset,
 )
 
 MODEL_NAME = "breast_cancer_classifier"
@@ -36,6 +37,10 @@ EPOCH = pendulum.datetime(2026, 11, 1, tz="UTC")
 #: Share of labels flipped on a given day (cycling): some days drift, some are clean.
 LABEL_NOISE = (0.03, 0.25, 0.0, 0.08)
 VERSION = "{{ ti.xcom_pull(task_ids='register')['version'] }}"
+#: The champion, watched for moves made outside Airflow: declared exactly as ``score_batch.py``
+#: declares it. Airflow takes an asset's watchers from every DAG file that mentions the asset; a
+#: mention without ``watch=`` (promote's default outlet) would detach the watcher at each parse.
+CHAMPION = model_asset(MODEL_NAME, alias="champion", watch="poll", poll_interval=15)
 
 
 def day_window(day: pendulum.DateTime, rows: int = 320):
@@ -144,7 +149,12 @@ def retrain_model():
         response_timeout=timedelta(days=1),
     )
     promote = MLflowPromoteModelOperator(
-        task_id="promote", model_name=MODEL_NAME, version=VERSION, stage="Production", alias="champion"
+        task_id="promote",
+        model_name=MODEL_NAME,
+        version=VERSION,
+        stage="Production",
+        alias="champion",
+        outlets=[CHAMPION],
     )
     register >> gate >> approve >> promote
 

@@ -35,11 +35,24 @@ class _RegistryOperator(MLflowBaseOperator):
         raise NotImplementedError
 
     def _with_own_outlet(self, kwargs: dict[str, Any], name: str) -> dict[str, Any]:
-        """Add this operator's model asset to ``outlets`` when the model name is known at parse time."""
+        """
+        Add this operator's model asset to ``outlets`` when the model name is known at parse time,
+        unless ``outlets`` has it already: the DAG's own definition wins (with its ``watch=``:
+        Airflow takes an asset's watchers from every DAG file that mentions it, and a mention
+        without the watcher would detach it).
+        """
         self.mlflow_conn_id = kwargs.get("mlflow_conn_id", DEFAULT_CONN_ID)
         if not _is_template(name) and not any(_is_template(v) for v in self._asset_args()):
-            kwargs["outlets"] = [*(kwargs.get("outlets") or []), self._asset()]
+            outlets = list(kwargs.get("outlets") or [])
+            if self._own_outlet(outlets) is None:
+                outlets.append(self._asset())
+            kwargs["outlets"] = outlets
         return kwargs
+
+    def _own_outlet(self, outlets: Sequence[Any]) -> Asset | None:
+        """The outlet that is this operator's model asset (by URI), if any."""
+        uri = self._asset().uri
+        return next((o for o in outlets if getattr(o, "uri", None) == uri), None)
 
     def _asset_args(self) -> tuple[Any, ...]:
         return ()
@@ -55,8 +68,8 @@ class _RegistryOperator(MLflowBaseOperator):
     def _record(self, context: Context, name: str, version: str, extra: dict[str, Any]) -> None:
         """Push the link payload and the asset event extra."""
         push_version_link(context, self.hook, name, version)
-        asset = self._asset()
-        if asset in (self.outlets or []):
+        asset = self._own_outlet(self.outlets or [])
+        if asset is not None:
             context["outlet_events"][asset].extra = extra
 
 

@@ -107,6 +107,18 @@ def test_templated_names_do_not_add_an_outlet_but_literal_ones_do():
     assert register.outlets[0].uri == "mlflow-model://mlflow_default/churn"
 
 
+def test_the_dags_own_watched_definition_of_the_asset_is_kept_and_gets_the_event(model):
+    """A DAG that declares the champion asset with its watcher keeps it: no second, unwatched copy."""
+    from airflow_mlflow.assets import model_asset
+
+    watched = model_asset("m", alias="champion", watch="poll", poll_interval=15)
+    op = promote(1, outlets=[watched])
+    assert len(op.outlets) == 1 and op.outlets[0].watchers == watched.watchers
+    ctx = operator_context()
+    op.execute(ctx)
+    assert ctx["outlet_events"][watched].extra["version"] == "1"
+
+
 def test_a_champion_change_is_claimed_once(model, store):
     """Two tasks that both saw champion v1 race; the claim lets one through, and its retry."""
     from airflow_mlflow.hooks.mlflow import MLflowHook
