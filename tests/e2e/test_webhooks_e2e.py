@@ -64,6 +64,7 @@ def test_mlflow_delivers_registry_changes_as_asset_events(airflow_stack):
         events=EVENTS,
         secret=stack.webhook_secret,
     )
+    time.sleep(2)  # the server's webhook cache (MLFLOW_WEBHOOK_CACHE_TTL, 1 s here) sees it
     try:
         run = client.create_run(client.create_experiment("webhooked-training"))
         # By hand, not by Airflow: no lineage tags.

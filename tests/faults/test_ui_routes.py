@@ -225,6 +225,7 @@ def stack(tmp_path_factory, airflow_db) -> Iterator[Stack]:
     from fastapi.testclient import TestClient
 
     from airflow_mlflow.plugins import app as plugin_app
+    from airflow_mlflow.plugins import webhooks
 
     tmp = tmp_path_factory.mktemp("ui-routes")
     store = copy_store(migrated_mlflow_db(tmp / "template"), tmp / "mlflow")
@@ -274,7 +275,12 @@ def stack(tmp_path_factory, airflow_db) -> Iterator[Stack]:
             resp = client.post("/auth/token", json={"username": name, "password": password})
             assert resp.status_code == 201, resp.text
             tokens[name] = resp.json()["access_token"]
-        routes = [r for r in plugin_app.create_app().routes if isinstance(r, APIRoute)]
+        # The pages: every route but the webhook receiver's, which MLflow (no Airflow login) calls
+        # and which takes only signed deliveries (test_the_webhook_receiver_refuses_the_unsigned).
+        receiver = {r.path for r in webhooks.router.routes}
+        routes = [
+            r for r in plugin_app.create_app().routes if isinstance(r, APIRoute) and r.path not in receiver
+        ]
         made = Stack(client, tokens, task_runs, artifacts, routes)
         made.delete_dag(DOOMED)
         try:
@@ -296,6 +302,21 @@ def test_the_plugin_is_mounted_and_its_routes_are_read_from_its_app(stack):
     assert {r.path for r in dag_routes(stack)} >= {"/dag-run", "/task", "/artifact"}
     # The routes answer under Airflow's API server, not only in the bare plugin app.
     assert stack.get("/mlflow/models", "analyst").status_code == 200
+
+
+def test_the_webhook_receiver_refuses_the_unsigned(stack):
+    """The one route outside Airflow's login: nothing unsigned gets through, with or without a token."""
+    for headers in (
+        {},
+        {"Authorization": "Bearer forged"},
+        {"Authorization": f"Bearer {stack.tokens['admin']}"},
+    ):
+        resp = stack.client.post(
+            "/mlflow/webhooks/mlflow_default",
+            json={"entity": "model_version", "action": "created", "data": {"name": "m", "version": "1"}},
+            headers=headers,
+        )
+        assert resp.status_code in (401, 403), (headers.keys(), resp.status_code, resp.text)
 
 
 def test_every_route_requires_a_login(stack):

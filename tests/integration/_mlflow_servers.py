@@ -223,6 +223,9 @@ def _server_env(extra: dict[str, str]) -> dict[str, str]:
         MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true",
         MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
         MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY=_WEBHOOK_KEY,
+        # Each worker caches "which webhooks want this event" for 60 s: a webhook registered
+        # within a minute of an alias move elsewhere would miss the next one (seen in CI).
+        MLFLOW_WEBHOOK_CACHE_TTL="1",
     )
     env.update(extra)
     return env
