@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.e2e._airflow import wait_for
 from tests.e2e.test_retrain_e2e import DAG_ID, MODEL, SCORER, task_run
 
@@ -112,6 +114,7 @@ def test_a_champion_moved_by_hand_runs_scoring_once_through_the_watcher(airflow_
     print(f"champion moved by hand -> score_batch finished {elapsed:.0f} s later")
 
 
+@pytest.mark.stack_modes("server")  # the decision is tags through the hook: the same on either store
 def test_a_person_rejects_then_approves_before_promotion(airflow_stack, retrained, session):
     stack, client = airflow_stack, airflow_stack.mlflow_client()
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"  # moved by hand above
