@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests import script_pipeline as pipeline
-from tests.e2e._airflow import ROOT
+from tests.e2e._airflow import ROOT, wait_for
 
 DAYS = {"2026-11-01": "20261101"}
 RUN_TIMEOUT = 300
@@ -38,6 +38,10 @@ def test_the_script_pipeline_under_the_scheduler(airflow_stack):
         run_ids[day] = run_id
 
     client = stack.mlflow_client()
+    for run_id in run_ids.values():
+        # The scheduler's listener ends the DAG run's parent run after the DAG run ends, from its
+        # own worker thread: on two busy cores that can be a moment after the API says "success".
+        wait_for(f"the parent run of {run_id} to end", lambda r=run_id: parent_ended(client, r), 60, 0.5)
     trained = [
         pipeline.assert_training(client, stack.mlflow_tracking_uri, run_ids[day], seed)
         for day, seed in DAYS.items()
@@ -61,3 +65,12 @@ def test_the_script_pipeline_under_the_scheduler(airflow_stack):
         assert "accuracy=0." in log  # the script's own output
     # No scheduled run: the DAG is triggered, never scheduled.
     assert stack.dag_runs(pipeline.DAG_ID, run_type="scheduled") == []
+
+
+def parent_ended(client, dag_run_id: str) -> bool:
+    experiment = client.get_experiment_by_name(pipeline.DAG_ID)
+    parents = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`airflow.run_id` = '{dag_run_id}' and tags.`airflow.role` = 'dag_run'",
+    )
+    return bool(parents) and parents[0].info.status != "RUNNING"
