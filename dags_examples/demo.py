@@ -172,6 +172,10 @@ def watch_a_move_by_hand(env: dict[str, str]) -> None:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "0",
         "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),  # standalone runs `airflow`
+        # Task workers start as fresh interpreters, not forks of a scheduler whose threads (the
+        # provider's DAG-run listener among them) may hold a lock at that moment: a task forked
+        # then hung here once, before its first line.
+        "AIRFLOW__CORE__MP_START_METHOD": "spawn",
     }
     mlflow = client()
     before = str(mlflow.get_model_version_by_alias(MODEL, "champion").version)
@@ -214,7 +218,12 @@ def watch_a_move_by_hand(env: dict[str, str]) -> None:
             ]
             return next((r for r in runs if r["state"] in ("success", "failed")), None)
 
-        run = wait(scored, "score_batch to run on the moved champion")
+        run = wait(scored, "score_batch to run on the moved champion", fatal=False)
+        if run is None:
+            # Seen now and then on this SQLite-backed Airflow (not on the e2e tier's PostgreSQL):
+            # the scoring task hangs before its first line. The watcher's part is in the log.
+            print(f"    score_batch did not finish within {WAIT_SECONDS}s; the log is {HOME / 'demo.log'}")
+            return
         event = get(f"{api}/dags/score_batch/dagRuns/{run['dag_run_id']}/upstreamAssetEvents")[
             "asset_events"
         ][-1]
@@ -250,14 +259,20 @@ def get(url: str, **query: str):
         return json.load(response)
 
 
-def wait(probe, what: str, timeout: float = 240):
+#: How long the demo's last step waits for each thing it shows.
+WAIT_SECONDS = 150
+
+
+def wait(probe, what: str, timeout: float = WAIT_SECONDS, *, fatal: bool = True):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, ValueError):
             if value := probe():
                 return value
         time.sleep(1)
-    sys.exit(f"timed out waiting for {what}; the log is {HOME / 'demo.log'}")
+    if fatal:
+        sys.exit(f"timed out waiting for {what}; the log is {HOME / 'demo.log'}")
+    return None
 
 
 def scored_version(dag_run_id: str) -> str:
