@@ -243,13 +243,24 @@ def stop_group(proc: subprocess.Popen) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            proc.poll()
-            try:
-                os.killpg(proc.pid, 0)  # anyone left in the group?
-            except ProcessLookupError:
-                return
+        while time.monotonic() < deadline and group_alive(proc):
             time.sleep(0.5)
+        if not group_alive(proc):
+            break
+    # Task processes lead process groups of their own, in standalone's session: stop those too.
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if os.getsid(int(entry.name)) == proc.pid:
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+def group_alive(proc: subprocess.Popen) -> bool:
+    proc.poll()
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def get(url: str, **query: str):
