@@ -38,6 +38,8 @@ _EXPORTS = {
     "MLflowAuthError": "airflow_mlflow.exceptions",
     "MLflowResourceNotFoundError": "airflow_mlflow.exceptions",
     "MLflowConflictError": "airflow_mlflow.exceptions",
+    "MLflowServingCheckOperator": "airflow_mlflow.operators.serving",
+    "MLflowServingCheckError": "airflow_mlflow.exceptions",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -57,6 +57,14 @@ class MLflowConflictError(MLflowProviderError, AirflowFailException):
     """A write conflicts with what MLflow already holds (for example a changed param)."""
 
 
+class MLflowServingCheckError(MLflowProviderError, AirflowFailException):
+    """
+    A model version did not pass its serving check (the scoring server did not start, answered
+    with an error, returned the wrong shape or predictions, or was too slow); the message names
+    what failed and quotes the server's last log lines.
+    """
+
+
 def translate(
     err: MlflowException, resource: str, secrets: tuple[str, ...] = (), *, alias_lookup: bool = False
 ) -> MLflowProviderError:

@@ -132,6 +132,15 @@ APPROVAL_COMMENT = "airflow.approval.comment"
 #: ``<dag_id>/<run_id>`` of the DAG run that asked.
 APPROVAL_DAG_RUN = "airflow.approval.dag_run"
 APPROVAL_TAGS = (APPROVAL_STATUS, APPROVAL_BY, APPROVAL_AT, APPROVAL_COMMENT, APPROVAL_DAG_RUN)
+#: The serving check (``MLflowServingCheckOperator``): ``passed`` or ``failed``, the latencies it
+#: measured over its requests (milliseconds, empty when none was measured), when, which DAG run
+#: (``<dag_id>/<run_id>``), and on a failure what failed (one line).
+SERVING_STATUS = "airflow.serving.status"
+SERVING_P50_MS = "airflow.serving.p50_ms"
+SERVING_P95_MS = "airflow.serving.p95_ms"
+SERVING_CHECKED_AT = "airflow.serving.checked_at"
+SERVING_DAG_RUN = "airflow.serving.dag_run"
+SERVING_FAILURE = "airflow.serving.failure"
 #: On the champion a rollback replaced.
 ROLLBACK_AT = "airflow.rollback.at"
 ROLLBACK_DAG_RUN = "airflow.rollback.dag_run"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from airflow_mlflow.hooks.artifacts import ArtifactVerbs
+from airflow_mlflow.hooks.models import ModelVerbs
 from airflow_mlflow.hooks.registry import RegistryVerbs
 from airflow_mlflow.hooks.tracking import TrackingVerbs
 
 
-class MLflowHook(TrackingVerbs, ArtifactVerbs, RegistryVerbs):
+class MLflowHook(TrackingVerbs, ArtifactVerbs, RegistryVerbs, ModelVerbs):
     """
     Interact with MLflow: tracking, registry and artifacts.
 
