@@ -23,6 +23,7 @@ _EXPORTS = {
     "MLflowPromoteModelOperator": "airflow_mlflow.operators.registry",
     "MLflowRollbackModelOperator": "airflow_mlflow.operators.registry",
     "MLflowApprovalOperator": "airflow_mlflow.operators.approval",
+    "MLflowProjectOperator": "airflow_mlflow.operators.projects",
     "MLflowMetricThresholdSensor": "airflow_mlflow.sensors.metric_threshold",
     "MLflowMetricThresholdTrigger": "airflow_mlflow.triggers.metric_threshold",
     "model_asset": "airflow_mlflow.assets",
@@ -38,6 +39,7 @@ _EXPORTS = {
     "MLflowAuthError": "airflow_mlflow.exceptions",
     "MLflowResourceNotFoundError": "airflow_mlflow.exceptions",
     "MLflowConflictError": "airflow_mlflow.exceptions",
+    "MLflowProjectRunError": "airflow_mlflow.exceptions",
     "MLflowServingCheckOperator": "airflow_mlflow.operators.serving",
     "MLflowServingCheckError": "airflow_mlflow.exceptions",
 }

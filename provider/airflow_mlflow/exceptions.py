@@ -57,6 +57,16 @@ class MLflowConflictError(MLflowProviderError, AirflowFailException):
     """A write conflicts with what MLflow already holds (for example a changed param)."""
 
 
+class MLflowProjectRunError(MLflowProviderError):
+    """
+    An MLflow Project's entry point failed (exited non-zero, or its environment could not be
+    built), or its git repository could not be fetched. Retried as configured: a training
+    script's failure is often its data's or its machine's, which a later try may not meet; set
+    ``retries=0`` on a task whose failures are always deterministic. A project, entry point or
+    parameters that are wrong raise :class:`MLflowInputError` instead (never retried).
+    """
+
+
 class MLflowServingCheckError(MLflowProviderError, AirflowFailException):
     """
     A model version did not pass its serving check (the scoring server did not start, answered

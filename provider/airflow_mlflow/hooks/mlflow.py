@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from airflow_mlflow.hooks.artifacts import ArtifactVerbs
 from airflow_mlflow.hooks.models import ModelVerbs
+from airflow_mlflow.hooks.predict import PredictVerbs
+from airflow_mlflow.hooks.projects import ProjectVerbs
 from airflow_mlflow.hooks.registry import RegistryVerbs
 from airflow_mlflow.hooks.tracking import TrackingVerbs
 
 
-class MLflowHook(TrackingVerbs, ArtifactVerbs, RegistryVerbs, ModelVerbs):
+class MLflowHook(TrackingVerbs, ArtifactVerbs, RegistryVerbs, ModelVerbs, ProjectVerbs, PredictVerbs):
     """
     Interact with MLflow: tracking, registry and artifacts.
 

@@ -1,0 +1,25 @@
+"""Batch prediction verbs of ``MLflowHook``: load a model version through pyfunc and predict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_mlflow.exceptions import MLflowInputError
+from airflow_mlflow.hooks.base import MLflowHookBase
+
+
+class PredictVerbs(MLflowHookBase):
+    """Load a model through pyfunc and predict a batch (verbs of ``MLflowHook``)."""
+
+    def predict(self, model_uri: str, data: Any) -> Any:
+        """
+        ``mlflow.pyfunc.load_model(model_uri).predict(data)``, the model loaded with this
+        connection's URIs and credentials scoped to the call (its artifacts are downloaded with them).
+        """
+        import mlflow.pyfunc
+
+        if not model_uri or not isinstance(model_uri, str):
+            raise MLflowInputError(f"model_uri must be a non-empty string, got {model_uri!r}")
+        with self._call(f"model {model_uri!r}"), self.user_code_env():
+            model = mlflow.pyfunc.load_model(model_uri)
+        return model.predict(data)
