@@ -23,6 +23,8 @@ _EXPORTS = {
     "MLflowPromoteModelOperator": "airflow_mlflow.operators.registry",
     "MLflowRollbackModelOperator": "airflow_mlflow.operators.registry",
     "MLflowApprovalOperator": "airflow_mlflow.operators.approval",
+    "MLflowEvaluateOperator": "airflow_mlflow.operators.evaluation",
+    "evaluate_model_versions": "airflow_mlflow.evaluation",
     "MLflowProjectOperator": "airflow_mlflow.operators.projects",
     "MLflowMetricThresholdSensor": "airflow_mlflow.sensors.metric_threshold",
     "MLflowMetricThresholdTrigger": "airflow_mlflow.triggers.metric_threshold",

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
+from airflow_mlflow.evaluation import check_source, gate_metrics, incomparable
 from airflow_mlflow.exceptions import MLflowInputError
 from airflow_mlflow.tags import (
     GATE_BASELINE_VERSION,
@@ -139,7 +140,7 @@ class GateSpec:
     ``thresholds`` may be given raw (metric -> fields, or a number for ``threshold``); they are
     parsed into :class:`Threshold` on construction, so a spec that exists is a valid one.
     The candidate is ``version``, else the version behind ``alias``, else behind ``stage``
-    (default ``Staging``); ``baseline`` is an alias or a stage, or None.
+    (default ``Staging``); ``baseline`` is an alias or a stage, or None; ``source``: see :func:`gate_metrics`.
     """
 
     model_name: str
@@ -148,6 +149,7 @@ class GateSpec:
     alias: str | None = None
     stage: str | None = None
     baseline: str | None = "champion"
+    source: str = "run"
 
     def __post_init__(self) -> None:
         parsed = self.thresholds
@@ -158,16 +160,13 @@ class GateSpec:
         object.__setattr__(self, "thresholds", dict(parsed))
         if self.version is not None:
             object.__setattr__(self, "version", str(self.version))
+        object.__setattr__(self, "source", check_source(self.source))
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "model_name": self.model_name,
-            "thresholds": {metric: t.to_json() for metric, t in self.thresholds.items()},
-            "version": self.version,
-            "alias": self.alias,
-            "stage": self.stage,
-            "baseline": self.baseline,
-        }
+        """The fields as JSON; ``source`` only when not the default (a spec's JSON stays as it was)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source"}
+        data["thresholds"] = {metric: t.to_json() for metric, t in self.thresholds.items()}
+        return data if self.source == "run" else {**data, "source": self.source}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GateSpec:
@@ -284,13 +283,14 @@ def decide(
     thresholds: Mapping[str, Threshold],
     *,
     baseline_pending: bool = False,
+    refusal: str | None = None,
 ) -> Verdict:
     """
     The gate's decision, metric by metric; pure (no MLflow), so it is the same in a sensor, a
     trigger and a test.
 
     ``baseline_pending``: the baseline exists but was not read yet (see :class:`Gate`); its
-    bounds are named, not applied.
+    bounds are named, not applied. ``refusal``: why the baseline cannot be compared (it rejects).
     """
     checks = []
     for metric, t in thresholds.items():
@@ -309,8 +309,9 @@ def decide(
             verdict = REJECTED
         checks.append(MetricCheck(metric, value, base, required, verdict))
     verdicts = {c.verdict for c in checks}
-    status = REJECTED if REJECTED in verdicts else WAITING if WAITING in verdicts else PASSED
-    return Verdict(model_name, candidate, baseline, status, tuple(checks))
+    refused = bool(refusal) and any(map(_against_baseline, thresholds.values()))
+    status = REJECTED if refused or REJECTED in verdicts else WAITING if WAITING in verdicts else PASSED
+    return Verdict(model_name, candidate, baseline, status, tuple(checks), refusal if refused else "")
 
 
 def resolve_candidate(
@@ -369,7 +370,9 @@ class Gate:
             return Verdict(
                 spec.model_name, None, None, WAITING, reason=f"no version behind {spec.where()} yet"
             )
-        metrics = self.hook.version_metrics(candidate)
+        metrics = gate_metrics(self.hook, candidate, spec.source)
+        if spec.source == "evaluation" and not metrics:
+            self._pinned = None  # its evaluation lands on the version's tags: read it again next poll
         early = decide(
             spec.model_name,
             candidate.version,
@@ -384,7 +387,9 @@ class Gate:
         base = resolve_baseline(self.hook, spec.model_name, spec.baseline)
         if base is not None and base.version == candidate.version:
             base = None  # the candidate is already the baseline: only absolute thresholds mean anything
-        base_metrics = self.hook.version_metrics(base) if base else {}
+        refusal = incomparable(candidate, base) if base and spec.source == "evaluation" else None
+        base_metrics = gate_metrics(self.hook, base, spec.source) if base and not refusal else {}
+        versions = (candidate.version, base and base.version)
         return decide(
-            spec.model_name, candidate.version, metrics, base and base.version, base_metrics, spec.thresholds
+            spec.model_name, versions[0], metrics, versions[1], base_metrics, spec.thresholds, refusal=refusal
         )

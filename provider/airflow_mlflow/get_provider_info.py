@@ -24,6 +24,7 @@ def get_provider_info() -> dict:
                     "airflow_mlflow.operators.tracking",
                     "airflow_mlflow.operators.registry",
                     "airflow_mlflow.operators.approval",
+                    "airflow_mlflow.operators.evaluation",
                     "airflow_mlflow.operators.projects",
                     "airflow_mlflow.operators.serving",
                 ],

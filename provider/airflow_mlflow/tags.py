@@ -113,6 +113,13 @@ def gate_metric(metric: str) -> str:
     return f"{GATE_METRIC_PREFIX}{metric}"
 
 
+#: The latest evaluation of a version (``MLflowEvaluateOperator``), one JSON object written at once
+#: (a re-evaluation replaces it whole, never leaves metrics of an earlier dataset behind): its
+#: metrics, the dataset (name, digest, source), the run holding its plots and tables, the model
+#: type, the DAG run and when. The format belongs to ``airflow_mlflow.evaluation``.
+EVALUATION = "airflow.eval.result"
+
+
 #: Set when a version becomes champion.
 PROMOTION_PREVIOUS_VERSION = "airflow.promotion.previous_version"
 PROMOTION_AT = "airflow.promotion.at"

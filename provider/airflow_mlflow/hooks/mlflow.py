@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from airflow_mlflow.hooks.artifacts import ArtifactVerbs
+from airflow_mlflow.hooks.evaluation import EvaluationVerbs
 from airflow_mlflow.hooks.models import ModelVerbs
 from airflow_mlflow.hooks.predict import PredictVerbs
 from airflow_mlflow.hooks.projects import ProjectVerbs
@@ -10,7 +11,9 @@ from airflow_mlflow.hooks.registry import RegistryVerbs
 from airflow_mlflow.hooks.tracking import TrackingVerbs
 
 
-class MLflowHook(TrackingVerbs, ArtifactVerbs, RegistryVerbs, ModelVerbs, ProjectVerbs, PredictVerbs):
+class MLflowHook(
+    TrackingVerbs, ArtifactVerbs, RegistryVerbs, ModelVerbs, EvaluationVerbs, ProjectVerbs, PredictVerbs
+):
     """
     Interact with MLflow: tracking, registry and artifacts.
 

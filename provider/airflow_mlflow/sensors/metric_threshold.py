@@ -44,6 +44,11 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
     :param stage: candidate stage when neither version nor alias is given (default ``Staging``)
     :param baseline: alias (default ``champion``) or stage (``Production``) of the version to
         beat, or None for absolute thresholds only
+    :param source: where each version's metrics are read: ``run`` (default), the run that produced
+        it; ``evaluation``, the evaluation ``MLflowEvaluateOperator`` recorded on it (metric names as
+        MLflow's evaluator gives them, e.g. ``accuracy_score``). With ``evaluation``, a baseline
+        evaluated on other data (another dataset digest) or not at all is not compared: a threshold
+        held against it rejects the candidate, saying why
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``)
     :param mlflow_conn_id: the ``mlflow`` connection (templated)
     """
@@ -69,6 +74,7 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
         alias: str | None = None,
         stage: str | None = None,
         baseline: str | None = "champion",
+        source: str = "run",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         mlflow_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
@@ -84,6 +90,11 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
         self.alias = alias
         self.stage = stage
         self.baseline = baseline
+        if source not in ("run", "evaluation"):  # checked when the DAG is parsed
+            from airflow_mlflow.evaluation import check_source
+
+            check_source(source)
+        self.source = source
         self.deferrable = deferrable
         self.mlflow_conn_id = mlflow_conn_id
 
@@ -124,6 +135,7 @@ class MLflowMetricThresholdSensor(BaseSensorOperator):
             alias=self.alias,
             stage=self.stage,
             baseline=self.baseline,
+            source=self.source,
         )
 
     @cached_property
