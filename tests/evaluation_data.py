@@ -35,10 +35,12 @@ def _day(pool: Any, kind: str) -> Any:
     return day
 
 
-def log_day_models(tracking_uri: str, artifact_root: str, experiment: str = "training") -> dict[str, float]:
+def log_day_models(
+    tracking_uri: str, artifact_root: str | None = None, experiment: str = "training", name: str = MODEL
+) -> dict[str, float]:
     """
     Train, log and register version 1 (champion, noisy day) and version 2 (candidate, drifted day)
-    of :data:`MODEL`, each run with its own day's ``accuracy``; alias ``champion`` on version 1.
+    of model ``name``, each run with its own day's ``accuracy``; alias ``champion`` on version 1.
     Returns each version's own-day accuracy.
     """
     import mlflow
@@ -70,9 +72,9 @@ def log_day_models(tracking_uri: str, artifact_root: str, experiment: str = "tra
                     model,
                     name="model",
                     signature=infer_signature(x_test, model.predict(x_test)),
-                    registered_model_name=MODEL,
+                    registered_model_name=name,
                 )
     finally:
         mlflow.set_tracking_uri(None)
-    client.set_registered_model_alias(MODEL, "champion", "1")
+    client.set_registered_model_alias(name, "champion", "1")
     return own

@@ -194,3 +194,18 @@ def test_settings_are_checked_when_the_dag_is_parsed():
         )
     with pytest.raises(MLflowInputError, match="source must be one of run, evaluation, got 'eval'"):
         MLflowMetricThresholdSensor(task_id="g", model_name="m", thresholds={"a": 1}, source="eval")
+
+
+def test_the_task_helper_evaluates_into_the_active_run(client, holdout_csv):
+    """``evaluate_model_versions`` in a ``@task.mlflow`` function: the task's run is the active run."""
+    import mlflow
+
+    from airflow_mlflow import evaluate_model_versions
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+
+    with pytest.raises(MLflowInputError, match="needs an active MLflow run"):
+        evaluate_model_versions(MODEL, 2, holdout_csv, targets="target")
+    with MLflowHook().user_code_env(), mlflow.start_run() as run:
+        result = evaluate_model_versions(MODEL, 2, holdout_csv, targets="target")
+    assert result["run_id"] == run.info.run_id and result["baseline"]["version"] == "1"
+    assert record(client, "2")["run_id"] == record(client, "1")["run_id"] == run.info.run_id
