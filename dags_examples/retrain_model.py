@@ -8,6 +8,9 @@ confusion-matrix plot, a metrics table and the model (with signature and input e
 registers it as ``Staging``/``challenger``, and lets the promotion gate decide: the model must
 reach ``accuracy >= 0.85`` and beat the champion by at least 0.005. A rejected candidate is a
 normal outcome (``soft_fail``): the gate and the promotion are skipped and the run succeeds.
+A candidate the gate passed must then serve: ``serve`` starts it with MLflow's scoring server and
+posts its input example to ``/invocations`` (HTTP 200, one prediction per row, p95 under 500 ms),
+or the run fails before anything is promoted.
 
 With the ``require_approval`` param, a person signs off before the promotion: the ``approve`` step
 waits (no worker slot) in Airflow's "Required actions" with the candidate against the champion,
@@ -29,6 +32,7 @@ from airflow_mlflow import (
     MLflowMetricThresholdSensor,
     MLflowPromoteModelOperator,
     MLflowRegisterModelOperator,
+    MLflowServingCheckOperator,
     model_asset,
 )
 
@@ -141,6 +145,12 @@ def retrain_model():
         poke_interval=5,
         timeout=600,
     )
+    serve = MLflowServingCheckOperator(
+        task_id="serve",
+        model_name=MODEL_NAME,
+        version=VERSION,
+        max_p95_ms=500,
+    )
     approve = MLflowApprovalOperator(
         task_id="approve",
         model_name=MODEL_NAME,
@@ -156,7 +166,7 @@ def retrain_model():
         alias="champion",
         outlets=[CHAMPION],
     )
-    register >> gate >> approve >> promote
+    register >> gate >> serve >> approve >> promote
 
 
 retrain_model()

@@ -266,30 +266,38 @@ def judge(
 # -- HTTP -------------------------------------------------------------------------------------
 
 
-def wait_for_ping(base_url: str, timeout: float, server: ScoringServer | None = None) -> float:
-    """Poll ``/ping`` until it answers 200; seconds waited. Fails when the server exits or time runs out."""
+def http_session(base_url: str) -> Any:
+    """A ``requests`` session; one to the loopback server this task started ignores proxy variables."""
     import requests
 
+    session = requests.Session()
+    session.trust_env = not base_url.startswith("http://127.0.0.1:")
+    return session
+
+
+def wait_for_ping(base_url: str, timeout: float, server: ScoringServer | None = None) -> float:
+    """Poll ``/ping`` until it answers 200; seconds waited. Fails when the server exits or time runs out."""
     started = time.monotonic()
     last = "no answer"
-    while True:
-        if server is not None and server.exited():
-            raise ServingFailure(
-                "startup",
-                f"the scoring server exited with status {server.returncode()} before answering /ping",
-            )
-        try:
-            answer = requests.get(f"{base_url}/ping", timeout=2)
-            if answer.status_code == 200:
-                return time.monotonic() - started
-            last = f"HTTP {answer.status_code}"
-        except requests.RequestException as err:
-            last = type(err).__name__
-        if time.monotonic() - started > timeout:
-            raise ServingFailure(
-                "startup", f"the scoring server did not answer /ping within {timeout:g} s (last: {last})"
-            )
-        time.sleep(0.2)
+    with http_session(base_url) as session:
+        while True:
+            if server is not None and server.exited():
+                raise ServingFailure(
+                    "startup",
+                    f"the scoring server exited with status {server.returncode()} before answering /ping",
+                )
+            try:
+                answer = session.get(f"{base_url}/ping", timeout=2)
+                if answer.status_code == 200:
+                    return time.monotonic() - started
+                last = f"HTTP {answer.status_code}"
+            except OSError as err:  # requests' errors are OSErrors
+                last = type(err).__name__
+            if time.monotonic() - started > timeout:
+                raise ServingFailure(
+                    "startup", f"the scoring server did not answer /ping within {timeout:g} s (last: {last})"
+                )
+            time.sleep(0.2)
 
 
 def post_invocations(
@@ -300,7 +308,7 @@ def post_invocations(
 
     latencies: list[float] = []
     first: Any = None
-    with requests.Session() as session:
+    with http_session(base_url) as session:
         for _ in range(count):
             started = time.perf_counter()
             try:

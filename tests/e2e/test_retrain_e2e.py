@@ -118,6 +118,7 @@ def run_retraining(stack) -> dict[str, str]:
             "train": "success",
             "register": "success",
             "gate": promoted,
+            "serve": promoted,
             "approve": promoted,  # require_approval is off: it records nothing and lets promote run
             "promote": promoted,
         }, stack.describe_failure(DAG_ID, run_id)

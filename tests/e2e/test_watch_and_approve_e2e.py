@@ -136,6 +136,7 @@ def test_a_person_rejects_then_approves_before_promotion(airflow_stack, retraine
         "train": "success",
         "register": "success",
         "gate": "success",
+        "serve": "success",
         "approve": "success",
         "promote": "skipped",
     }

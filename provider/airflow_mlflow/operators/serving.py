@@ -35,6 +35,20 @@ def _number(field: str, value: Any, kind: type = float, minimum: float = 0.0) ->
     return number
 
 
+def _structured(field: str, value: Any) -> Any:
+    """``rows`` / ``expected`` as given, or parsed from JSON text (a template renders to text)."""
+    if not isinstance(value, str):
+        return value
+    import json
+
+    try:
+        return json.loads(value)
+    except ValueError:
+        from airflow_mlflow.exceptions import MLflowInputError
+
+        raise MLflowInputError(f"{field} must be a list (or its JSON), got {value[:200]!r}") from None
+
+
 class MLflowServingCheckOperator(TrackedRunMixin, MLflowBaseOperator):
     """
     Check that a model version serves: start it with MLflow's own scoring server (``mlflow models
@@ -188,7 +202,7 @@ class MLflowServingCheckOperator(TrackedRunMixin, MLflowBaseOperator):
                     count=settings["count"],
                     timeout=self.request_timeout,
                     outputs=interface.outputs,
-                    expected=self.expected,
+                    expected=_structured("expected", self.expected),
                     tolerance=settings["tolerance"],
                     max_p50_ms=settings["max_p50_ms"],
                     max_p95_ms=settings["max_p95_ms"],
@@ -231,7 +245,7 @@ class MLflowServingCheckOperator(TrackedRunMixin, MLflowBaseOperator):
         from airflow_mlflow.exceptions import MLflowInputError
 
         if self.rows is not None:
-            columns, data = serving.table_from_rows(self.rows)
+            columns, data = serving.table_from_rows(_structured("rows", self.rows))
         elif interface.columns is not None:
             columns, data = interface.columns, interface.data
         elif interface.serving_input is not None and self.input_format == DEFAULT_INPUT_FORMAT:

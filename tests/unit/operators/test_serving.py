@@ -8,10 +8,12 @@ process group must be gone: no process alive, nobody listening on its port.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,13 +23,13 @@ from airflow_mlflow.exceptions import MLflowInputError, MLflowServingCheckError
 from airflow_mlflow.operators.serving import MLflowServingCheckOperator
 from airflow_mlflow.scoring_server import ScoringServer, free_port, group_alive
 from airflow_mlflow.serving import wait_for_ping
-from tests.support import copy_store, migrated_mlflow_db, mlflow_conn_json, operator_context
+from tests.support import copy_store, mlflow_conn_json, operator_context, wait_for
 
 MODEL = "tiny"
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def model(tmp_path_factory, mlflow_template):
     """Model ``tiny`` version 1: a logistic regression on columns a, b; its example's predictions."""
     import mlflow
     import pandas as pd
@@ -35,7 +37,7 @@ def model(tmp_path_factory):
     from sklearn.linear_model import LogisticRegression
 
     folder = tmp_path_factory.mktemp("serving")
-    uri = copy_store(migrated_mlflow_db(folder / "template"), folder / "mlflow")
+    uri = copy_store(mlflow_template, folder / "mlflow")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(
             "AIRFLOW_CONN_MLFLOW_DEFAULT", mlflow_conn_json(uri, artifact_root=str(folder / "artifacts"))
@@ -132,13 +134,35 @@ def test_a_server_not_up_in_time_fails_with_its_log_and_is_stopped(model):
     assert_gone(op.server)
 
 
+def test_killing_the_task_stops_the_server(model):
+    op = check(startup_timeout=120)
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            op.execute(operator_context())
+        except BaseException as err:
+            failed.append(err)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    wait_for("the server process", lambda: op.server is not None and op.server.pid, timeout=60, interval=0.05)
+    op.on_kill()  # what Airflow calls on SIGTERM to the task
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert_gone(op.server)
+    assert "failed (startup): the scoring server exited with status" in str(failed[0])
+
+
 def test_bad_settings_fail_before_anything_starts(model):
     with pytest.raises(MLflowInputError, match="input_format must be one of"):
         check(input_format="csv").execute(operator_context())
     with pytest.raises(MLflowInputError, match="max_p95_ms must be a number >= 0, got 'fast'"):
         check(max_p95_ms="fast").execute(operator_context())
-    with pytest.raises(MLflowInputError, match="rows must be a list of records"):
+    with pytest.raises(MLflowInputError, match=r"rows must be a list \(or its JSON\), got 'a,b'"):
         check(rows="a,b").execute(operator_context())
+    with pytest.raises(MLflowInputError, match="rows must be a list of records or"):
+        check(rows='{"a": 1}').execute(operator_context())
 
 
 @pytest.fixture
@@ -179,3 +203,54 @@ def test_an_existing_endpoint_is_checked_without_starting_a_server(model, runnin
     ):
         check(endpoint_url=running_server, expected=wrong, requests=1).execute(operator_context())
     assert version_tags(client)[tags.SERVING_STATUS] == "failed"
+
+
+LONG = {"type": "long", "required": True}
+TENSOR = {"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1, 2]}}
+
+
+@pytest.mark.parametrize(
+    ("answer", "outputs", "failure"),
+    [
+        ({"predictions": [0, 1]}, [LONG], None),
+        ({"predictions": [0, 1.5]}, [LONG], "prediction 1 is 1.5, the signature says long"),
+        ({"predictions": [True]}, [LONG], "prediction 0 is True, the signature says long"),
+        ({"predictions": [{"p": 0.1, "label": "x"}]}, [{**LONG, "name": "label"}], "(label) is 'x'"),
+        (
+            {"predictions": [{"p": 0.1}]},
+            [{**LONG, "name": "label"}],
+            "lacks the signature's outputs ['label']",
+        ),
+        ({"predictions": {"label": [1, 2]}}, [{**LONG, "name": "label"}], None),
+        ({"predictions": [[0.1, 0.9], [1, 0]]}, [TENSOR], None),
+        ({"predictions": [[0.1, 0.9, 0.0]]}, [TENSOR], "the signature's shape is [2]"),
+        ({"predictions": [["a", "b"]]}, [TENSOR], "the signature says float64"),
+        ([3, 4], None, None),
+    ],
+)
+def test_answers_are_judged_against_the_signatures_outputs(answer, outputs, failure):
+    from airflow_mlflow.serving import ServingFailure, check_against_outputs, prediction_rows, predictions_of
+
+    rows = prediction_rows(predictions_of(answer))
+    if failure is None:
+        check_against_outputs(rows, outputs)
+    else:
+        with pytest.raises(ServingFailure, match=re.escape(failure)):
+            check_against_outputs(rows, outputs)
+
+
+def test_expected_predictions_bodies_and_percentiles():
+    from airflow_mlflow.serving import ServingFailure, check_expected, percentile, request_body
+
+    check_expected([0.1000001, {"a": [1, 2]}], [0.1, {"a": [1, 2]}], 1e-6)
+    with pytest.raises(ServingFailure, match=r"prediction 0 is 0.2, expected 0.1 \(tolerance 0.01\)"):
+        check_expected([0.2], [0.1], 0.01)
+    with pytest.raises(ServingFailure, match="2 predictions, 1 expected"):
+        check_expected([1, 2], [1], 0.0)
+    assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 0.5) == 3.0
+    assert percentile([float(n) for n in range(1, 21)], 0.95) == 19.0
+    columns, data = ["a", "b"], [[1, 2], [3, 4]]
+    assert request_body(columns, data, "dataframe_records") == {
+        "dataframe_records": [{"a": 1, "b": 2}, {"a": 3, "b": 4}]
+    }
+    assert request_body(columns, data, "inputs") == {"inputs": {"a": [1, 3], "b": [2, 4]}}
