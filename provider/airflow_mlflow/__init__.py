@@ -26,6 +26,7 @@ _EXPORTS = {
     "MLflowEvaluateOperator": "airflow_mlflow.operators.evaluation",
     "evaluate_model_versions": "airflow_mlflow.evaluation",
     "MLflowProjectOperator": "airflow_mlflow.operators.projects",
+    "MLflowBatchPredictOperator": "airflow_mlflow.operators.predict",
     "MLflowMetricThresholdSensor": "airflow_mlflow.sensors.metric_threshold",
     "MLflowMetricThresholdTrigger": "airflow_mlflow.triggers.metric_threshold",
     "model_asset": "airflow_mlflow.assets",

@@ -26,6 +26,7 @@ def get_provider_info() -> dict:
                     "airflow_mlflow.operators.approval",
                     "airflow_mlflow.operators.evaluation",
                     "airflow_mlflow.operators.projects",
+                    "airflow_mlflow.operators.predict",
                     "airflow_mlflow.operators.serving",
                 ],
             }

@@ -120,6 +120,13 @@ def gate_metric(metric: str) -> str:
 EVALUATION = "airflow.eval.result"
 
 
+#: On a batch prediction's run (``MLflowBatchPredictOperator``): the alias it resolved (absent when
+#: given a version) and the pinned ``models:/<name>/<version>`` URI it loaded. The version itself
+#: is the run's ``model_version`` param.
+PREDICT_ALIAS = "airflow.predict.alias"
+PREDICT_MODEL_URI = "airflow.predict.model_uri"
+
+
 #: Set when a version becomes champion.
 PROMOTION_PREVIOUS_VERSION = "airflow.promotion.previous_version"
 PROMOTION_AT = "airflow.promotion.at"

@@ -13,8 +13,10 @@ class PredictVerbs(MLflowHookBase):
 
     def predict(self, model_uri: str, data: Any) -> Any:
         """
-        ``mlflow.pyfunc.load_model(model_uri).predict(data)``, the model loaded with this
-        connection's URIs and credentials scoped to the call (its artifacts are downloaded with them).
+        ``mlflow.pyfunc.load_model(model_uri).predict(data)``: the model is loaded (its artifacts
+        downloaded) with this connection's URIs and credentials scoped to the call. MLflow's own
+        errors (a missing version, an input its signature refuses) come back translated; the
+        model's own errors as they are.
         """
         import mlflow.pyfunc
 
@@ -22,4 +24,5 @@ class PredictVerbs(MLflowHookBase):
             raise MLflowInputError(f"model_uri must be a non-empty string, got {model_uri!r}")
         with self._call(f"model {model_uri!r}"), self.user_code_env():
             model = mlflow.pyfunc.load_model(model_uri)
-        return model.predict(data)
+        with self._call(f"predicting with model {model_uri!r}"):
+            return model.predict(data)
