@@ -177,12 +177,14 @@ class MLflowServingCheckOperator(TrackedRunMixin, MLflowBaseOperator):
     ) -> dict[str, Any]:
         from airflow_mlflow import serving
         from airflow_mlflow.exceptions import MLflowServingCheckError
+        from airflow_mlflow.hooks.config import redact
         from airflow_mlflow.scoring_server import ScoringServer
 
         self.hook.get_model_version(self.model_name, version)  # a missing version fails here, plainly
         model_uri = f"models:/{self.model_name}/{version}"
         interface = self.hook.model_interface(model_uri)
         body, rows = self._body(interface)
+        expected = _structured("expected", self.expected)
         endpoint = (self.endpoint_url or "").rstrip("/")
         self.server = None
         try:
@@ -202,17 +204,20 @@ class MLflowServingCheckOperator(TrackedRunMixin, MLflowBaseOperator):
                     count=settings["count"],
                     timeout=self.request_timeout,
                     outputs=interface.outputs,
-                    expected=_structured("expected", self.expected),
+                    expected=expected,
                     tolerance=settings["tolerance"],
                     max_p50_ms=settings["max_p50_ms"],
                     max_p95_ms=settings["max_p95_ms"],
                 )
             except serving.ServingFailure as failure:
-                tail = self.server.log_tail(self.hook.config.secrets) if self.server else ""
-                self._record_verdict(context, run, version, settings, failure.measured, failure)
+                # The server's answer and log may echo anything: the connection's secrets are removed.
+                secrets = self.hook.config.secrets
+                tail = self.server.log_tail(secrets) if self.server else ""
+                what = redact(f"{failure.what}: {failure}", secrets)
+                self._record_verdict(context, run, version, settings, failure.measured, what)
                 message = (
                     f"Serving check of {self.model_name!r} version {version} failed ({failure.what}): "
-                    f"{failure}"
+                    f"{redact(str(failure), secrets)}"
                 )
                 if tail:
                     message += f"\nLast lines of the scoring server's log:\n{tail}"
@@ -265,7 +270,7 @@ class MLflowServingCheckOperator(TrackedRunMixin, MLflowBaseOperator):
         version: str,
         settings: dict[str, Any],
         measured: dict[str, Any],
-        failure: Exception | None,
+        failure: str | None,
     ) -> None:
         """The verdict onto the version, and the latencies and settings into the task's run."""
         from airflow_mlflow import tags
@@ -278,7 +283,7 @@ class MLflowServingCheckOperator(TrackedRunMixin, MLflowBaseOperator):
             tags.SERVING_P95_MS: str(measured.get("p95_ms", "")),
             tags.SERVING_CHECKED_AT: iso_utc(),
             tags.SERVING_DAG_RUN: f"{ti.dag_id}/{ti.run_id}",
-            tags.SERVING_FAILURE: f"{getattr(failure, 'what', 'error')}: {failure}"[:500] if failure else "",
+            tags.SERVING_FAILURE: failure[:500] if failure else "",
         }
         self.hook.set_version_tags(self.model_name, version, verdict)
         if run.run is None:

@@ -7,6 +7,7 @@ process group must be gone: no process alive, nobody listening on its port.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -254,3 +255,19 @@ def test_expected_predictions_bodies_and_percentiles():
         "dataframe_records": [{"a": 1, "b": 2}, {"a": 3, "b": 4}]
     }
     assert request_body(columns, data, "inputs") == {"inputs": {"a": [1, 3], "b": [2, 4]}}
+
+
+def test_the_connections_secrets_never_reach_the_error_or_the_tags(model, running_server, monkeypatch):
+    client, _ = model
+    conn = json.loads(os.environ["AIRFLOW_CONN_MLFLOW_DEFAULT"])
+    conn["extra"]["token"] = "s3cr3t-token-xyz"
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_SECRET", json.dumps(conn))
+    # The server's 400 answer echoes the rows, and so their column named like the secret.
+    op = check(endpoint_url=running_server, rows=[{"a": 1.0, "s3cr3t-token-xyz": 2.0}], requests=1)
+    op.mlflow_conn_id = "mlflow_secret"
+    with pytest.raises(MLflowServingCheckError) as err:
+        op.execute(operator_context())
+    assert "HTTP 400" in str(err.value) and "***" in str(err.value)
+    assert "s3cr3t" not in str(err.value)
+    failure = version_tags(client)[tags.SERVING_FAILURE]
+    assert failure.startswith("status: POST /invocations answered HTTP 400") and "s3cr3t" not in failure
