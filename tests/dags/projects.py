@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pendulum
 from airflow.sdk import dag
 
 from airflow_mlflow.operators.projects import MLflowProjectOperator
 
-PROJECT = Path(__file__).resolve().parents[2] / "dags_examples" / "projects" / "iris_classifier"
+#: Relative: the operator takes it from this file's folder.
+PROJECT = "../../dags_examples/projects/iris_classifier"
 
 
 @dag(
@@ -22,7 +21,7 @@ PROJECT = Path(__file__).resolve().parents[2] / "dags_examples" / "projects" / "
 def project_example():
     MLflowProjectOperator(
         task_id="train",
-        uri=str(PROJECT),
+        uri=PROJECT,
         parameters={"C": "{{ params.C }}", "max_iter": 300},
     )
 
