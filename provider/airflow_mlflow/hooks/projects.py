@@ -91,9 +91,9 @@ class ProjectProcess:
             return False
         return True
 
-    def close(self) -> None:
-        """Stop what is left of the group and remove the temporary folder."""
-        self.stop(grace=2.0)
+    def close(self, grace: float = 10.0) -> None:
+        """Stop what is left of the group (see :meth:`stop`) and remove the temporary folder."""
+        self.stop(grace)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self.workspace.cleanup()

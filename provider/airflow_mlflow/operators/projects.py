@@ -179,7 +179,7 @@ class MLflowProjectOperator(TrackedRunMixin, MLflowBaseOperator):
                 outcome = project.wait()
             finally:
                 self._project = None
-                project.close()
+                project.close(self.stop_grace_period)  # a timeout ends up here too
             self._check(outcome, uri, tail)
             tags = outcome.get("tags") or {}
             return {

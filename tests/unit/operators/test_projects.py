@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk.exceptions import AirflowTaskTerminated
+from airflow.sdk.exceptions import AirflowTaskTerminated, AirflowTaskTimeout
 
 from airflow_mlflow.exceptions import MLflowInputError, MLflowProjectRunError
 from airflow_mlflow.operators.projects import MLflowProjectOperator, is_remote_uri
@@ -151,6 +152,33 @@ def test_on_kill_stops_the_project_and_the_run_ends_killed(store, scratch):
     assert not thread.is_alive()
     assert isinstance(raised[0], AirflowTaskTerminated)
     assert not _in_group(project.proc.pid, "sleep")  # the entry point's own process is gone too
+    assert task_run(store, "p").info.status == "KILLED"
+
+
+def test_a_timeout_stops_the_project_and_the_run_ends_killed(store, scratch):
+    """Airflow's execution_timeout: SIGALRM raises AirflowTaskTimeout in the task's main thread."""
+    op = MLflowProjectOperator(
+        task_id="t", uri=str(scratch), entry_point="slow", experiment_name="p", stop_grace_period=5
+    )
+    started: list[int] = []
+
+    def on_alarm(*_):
+        project = op._project
+        if project is None or not _in_group(project.proc.pid, "sleep"):
+            signal.setitimer(signal.ITIMER_REAL, 0.2)  # not running yet: look again
+            return
+        started.append(project.proc.pid)
+        raise AirflowTaskTimeout("timed out")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(AirflowTaskTimeout):
+            op.execute(context())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert started and not _in_group(started[0], "sleep")
     assert task_run(store, "p").info.status == "KILLED"
 
 
