@@ -6,8 +6,9 @@ rollback) moves it, and when anyone moves it outside Airflow (MLflow's UI, a scr
 the triggerer polls the registry, ``watch="poll"``), ``score`` (an ``MLflowBatchPredictOperator``)
 resolves ``champion`` to a version once, loads ``models:/<name>/<that version>`` through pyfunc (so
 a move while it runs changes nothing), scores a batch, and records the version as the run's
-``model_version`` param, logs ``rows_scored`` and ``positive_rate``, and writes the predictions as
-the artifact ``predictions/predictions.csv``.
+``model_version`` param (and the moves that triggered it as tag ``airflow.predict.triggered_by``),
+logs ``rows_scored`` and ``positive_rate``, and writes the predictions as the artifact
+``predictions/predictions.csv``.
 """
 
 from __future__ import annotations

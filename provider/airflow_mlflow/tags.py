@@ -125,6 +125,9 @@ EVALUATION = "airflow.eval.result"
 #: is the run's ``model_version`` param.
 PREDICT_ALIAS = "airflow.predict.alias"
 PREDICT_MODEL_URI = "airflow.predict.model_uri"
+#: The model's changes whose asset events started the prediction's DAG run, one line
+#: (``version 3 (promotion), version 4 (poll)``); absent when none did.
+PREDICT_TRIGGERED_BY = "airflow.predict.triggered_by"
 
 
 #: Set when a version becomes champion.

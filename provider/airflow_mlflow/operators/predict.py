@@ -20,6 +20,8 @@ FORMATS = ("csv", "parquet")
 #: The run's params: the model and the version that scored (one version per task instance).
 MODEL_NAME_PARAM, MODEL_VERSION_PARAM = "model_name", "model_version"
 ROWS_METRIC = "rows_scored"
+#: Characters of the ``triggered_by`` tag (a burst of events makes a long list).
+MAX_TRIGGERED_BY = 1000
 
 
 def _invalid(message: str) -> Exception:
@@ -123,7 +125,7 @@ class MLflowBatchPredictOperator(TrackedRunMixin, MLflowBaseOperator):
         self.nested = nested
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlflow.tags import PREDICT_ALIAS, PREDICT_MODEL_URI
+        from airflow_mlflow.tags import PREDICT_ALIAS, PREDICT_MODEL_URI, PREDICT_TRIGGERED_BY
 
         if not isinstance(self.model_name, str) or not self.model_name:
             raise _invalid(f"model_name must be a non-empty string, got {self.model_name!r}")
@@ -132,6 +134,8 @@ class MLflowBatchPredictOperator(TrackedRunMixin, MLflowBaseOperator):
             version = self._resolve(task_run)
             model_uri = f"models:/{self.model_name}/{version}"
             tags = {PREDICT_MODEL_URI: model_uri, **({PREDICT_ALIAS: self.alias} if self.alias else {})}
+            if moves := self._triggered_by(context):
+                tags[PREDICT_TRIGGERED_BY] = moves[:MAX_TRIGGERED_BY]
             params = {MODEL_NAME_PARAM: self.model_name, MODEL_VERSION_PARAM: version}
             self.hook.log_batch(task_run.run_id, params=params, tags=tags, known_params=task_run.params)
             self.log.info(
@@ -186,6 +190,21 @@ class MLflowBatchPredictOperator(TrackedRunMixin, MLflowBaseOperator):
                 "nothing to score with"
             )
         return str(found.version)
+
+    def _triggered_by(self, context: Context) -> str:
+        """The model's changes among the asset events that started this DAG run, described."""
+        from airflow_mlflow.registry_events import event_payload
+
+        events = context.get("triggering_asset_events") or {}
+        moves = []
+        for per_asset in events.values():
+            for event in per_asset:
+                if not str(getattr(event.asset, "uri", "")).startswith("mlflow-model://"):
+                    continue
+                payload = event_payload(event.extra)
+                if payload.get("name") in (None, self.model_name) and payload.get("version"):
+                    moves.append(f"version {payload['version']} ({payload.get('via', 'promotion')})")
+        return ", ".join(moves)
 
     def _batch(self, context: Context) -> Any:
         data = self.input

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from airflow.sdk import Asset
 
@@ -67,6 +69,13 @@ def test_the_alias_is_resolved_once_and_the_version_recorded_everywhere(store):
         return x
 
     ctx = operator_context()
+    champion = SimpleNamespace(uri="mlflow-model://mlflow_default/tiny/alias/champion")
+    moves = [
+        SimpleNamespace(asset=champion, extra={"name": MODEL, "version": "2", "previous_version": "1"}),
+        SimpleNamespace(asset=champion, extra={"payload": {"name": MODEL, "version": "2", "via": "poll"}}),
+        SimpleNamespace(asset=SCORES, extra={"version": "9"}),  # not a model asset's event
+    ]
+    ctx["triggering_asset_events"] = {"champion": moves}
     op = score(input=batch, metrics=lambda p: {"positive_rate": p["prediction"].mean()}, outlets=[SCORES])
     result = op.execute(ctx)
 
@@ -74,6 +83,7 @@ def test_the_alias_is_resolved_once_and_the_version_recorded_everywhere(store):
     assert run.data.params == {"model_name": MODEL, "model_version": "2"}
     assert run.data.tags[tags.PREDICT_ALIAS] == "champion"
     assert run.data.tags[tags.PREDICT_MODEL_URI] == "models:/tiny/2"
+    assert run.data.tags[tags.PREDICT_TRIGGERED_BY] == "version 2 (promotion), version 2 (poll)"
     assert run.data.metrics == {"rows_scored": 4.0, "positive_rate": 0.5}
     assert run.info.status == "FINISHED"
     assert (result["model_version"], result["alias"], result["artifact"]) == (
@@ -125,6 +135,7 @@ def test_a_version_scores_a_file_into_a_parquet_output(store, tmp_path):
     run = client.get_run(result["run_id"])
     assert run.data.params == {"model_name": MODEL, "model_version": "1"}
     assert tags.PREDICT_ALIAS not in run.data.tags
+    assert tags.PREDICT_TRIGGERED_BY not in run.data.tags  # run by hand
     assert client.list_artifacts(run.info.run_id) == []
 
 
