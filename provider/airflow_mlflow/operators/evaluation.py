@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,9 @@ class MLflowEvaluateOperator(TrackedRunMixin, MLflowBaseOperator):
     :param version: candidate version, e.g. the registering task's XCom (templated)
     :param data: the evaluation data, with the label column: a path or URI to a ``.csv`` or
         ``.parquet`` file (``runs:/``, ``models:/`` and ``mlflow-artifacts:/`` URIs are downloaded
-        first), a pandas DataFrame, or a callable returning one (called when the task runs) (templated)
+        first) (templated); or a pandas DataFrame, or a callable returning one, called with no
+        arguments when the task runs (neither is a template field: Airflow would call a callable
+        with its own arguments, and store the frame's text among the rendered fields)
     :param targets: the label column (templated)
     :param model_type: ``classifier`` (default) or ``regressor`` (templated)
     :param baseline: alias (default ``champion``) or stage (``Production``) of the version to
@@ -90,7 +93,10 @@ class MLflowEvaluateOperator(TrackedRunMixin, MLflowBaseOperator):
             check_inputs(model_type, targets, evaluator_config)  # when the DAG is parsed
         self.model_name = model_name
         self.version = str(version) if isinstance(version, int) else version  # an XComArg stays one
-        self.data = data
+        # A DataFrame or a callable is held apart from the template field ``data`` (see the docstring).
+        kept_apart = not isinstance(data, (str, os.PathLike)) and not is_templated(data)
+        self.data = None if kept_apart else data
+        self._data_object = data if kept_apart else None
         self.targets = targets
         self.model_type = model_type
         self.baseline = baseline
@@ -114,7 +120,7 @@ class MLflowEvaluateOperator(TrackedRunMixin, MLflowBaseOperator):
                     self.hook,
                     model_name=self.model_name,
                     version=str(self.version),
-                    data=self.data,
+                    data=self._data_object if self.data is None else self.data,
                     targets=self.targets,
                     model_type=self.model_type,
                     baseline=self.baseline or None,

@@ -209,3 +209,27 @@ def test_the_task_helper_evaluates_into_the_active_run(client, holdout_csv):
         result = evaluate_model_versions(MODEL, 2, holdout_csv, targets="target")
     assert result["run_id"] == run.info.run_id and result["baseline"]["version"] == "1"
     assert record(client, "2")["run_id"] == record(client, "1")["run_id"] == run.info.run_id
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_in_a_dag_between_register_and_gate(client):
+    """Templated version from XCom, data from a callable, the task's run nested in the DAG run's."""
+    from airflow_mlflow.plugins import listener
+    from tests.assertions import states, xcom_value
+    from tests.dags.evaluation import evaluate_gate
+
+    dag_run = evaluate_gate.test()
+    listener.drain()
+    assert states(dag_run) == {
+        "pick": "success",
+        "evaluate": "success",
+        "gate": "skipped",
+        "promote": "skipped",
+    }
+    result = xcom_value(dag_run, "evaluate", "return_value")
+    assert result["candidate"]["version"] == "2" and result["baseline"]["version"] == "1"
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["airflow.task_id"] == "evaluate"
+    assert client.get_run(result["parent_run_id"]).data.tags["airflow.run_id"] == dag_run.run_id
+    assert record(client, "2")["dag_run"] == f"evaluate_gate/{dag_run.run_id}"
+    assert client.get_model_version(MODEL, "2").tags[tags.GATE_STATUS] == "rejected"
