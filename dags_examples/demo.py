@@ -213,21 +213,25 @@ def watch_a_move_by_hand(env: dict[str, str]) -> None:
         moved = time.monotonic()
 
         def scored():
-            runs = [
-                r for r in get(f"{api}/dags/score_batch/dagRuns")["dag_runs"] if r["dag_run_id"] not in known
-            ]
-            return next((r for r in runs if r["state"] in ("success", "failed")), None)
+            """The new score_batch run the watcher's event started, once it has ended."""
+            for run in get(f"{api}/dags/score_batch/dagRuns")["dag_runs"]:
+                if run["dag_run_id"] in known or run["state"] not in ("success", "failed"):
+                    continue
+                events = get(f"{api}/dags/score_batch/dagRuns/{run['dag_run_id']}/upstreamAssetEvents")
+                # A run also lists the events of the retraining's own promotions since the last one.
+                for event in events["asset_events"]:
+                    payload = (event.get("extra") or {}).get("payload") or {}
+                    if payload.get("version") == by_hand:
+                        return run, payload
+            return None
 
-        run = wait(scored, "score_batch to run on the moved champion", fatal=False)
-        if run is None:
+        found = wait(scored, "score_batch to run on the moved champion", fatal=False)
+        if found is None:
             # Seen now and then on this SQLite-backed Airflow (not on the e2e tier's PostgreSQL):
             # the scoring task hangs before its first line. The watcher's part is in the log.
             print(f"    score_batch did not finish within {WAIT_SECONDS}s; the log is {HOME / 'demo.log'}")
             return
-        event = get(f"{api}/dags/score_batch/dagRuns/{run['dag_run_id']}/upstreamAssetEvents")[
-            "asset_events"
-        ][-1]
-        payload = event["extra"]["payload"]
+        run, payload = found
         moved_by = f"{payload['alias']} {payload['previous_version']} -> {payload['version']}"
         print(f"    watcher: {moved_by} ({payload['change']}, via {payload['via']})")
         took = time.monotonic() - moved
