@@ -8,6 +8,7 @@ champion's, the shared holdout says otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 
@@ -18,6 +19,7 @@ from airflow_mlflow import tags
 from airflow_mlflow.exceptions import MLflowInputError, MLflowResourceNotFoundError
 from airflow_mlflow.operators.evaluation import MLflowEvaluateOperator
 from airflow_mlflow.sensors.metric_threshold import MLflowMetricThresholdSensor
+from airflow_mlflow.triggers.metric_threshold import MLflowMetricThresholdTrigger
 from tests.evaluation_data import MODEL, frames, log_day_models
 from tests.support import migrated_mlflow_db, mlflow_conn_json, operator_context
 
@@ -67,6 +69,10 @@ def gate(source: str, **kwargs) -> MLflowMetricThresholdSensor:
     )
 
 
+def first_event(trigger):
+    return asyncio.run(asyncio.wait_for(trigger.run().__anext__(), timeout=30))
+
+
 def record(client, version: str) -> dict | None:
     raw = client.get_model_version(MODEL, version).tags.get(tags.EVALUATION)
     return json.loads(raw) if raw else None
@@ -106,6 +112,11 @@ def test_better_on_its_own_day_but_worse_on_shared_data_is_rejected(client, trai
     } <= names
     assert [i.dataset.digest for i in run.inputs.dataset_inputs] == [result["dataset"]["digest"]]
 
+    # A deferred gate decides the same in the triggerer: the source travels in the trigger's kwargs.
+    trigger = MLflowMetricThresholdTrigger(gate=gate("evaluation").gate_spec.to_json(), poll_interval=0.1)
+    kwargs = trigger.serialize()[1]
+    assert kwargs["gate"]["source"] == "evaluation"
+    assert first_event(MLflowMetricThresholdTrigger(**kwargs)).payload["verdict"]["status"] == "rejected"
     with pytest.raises(AirflowFailException) as rejected:
         gate("evaluation").poke(operator_context())
     report = str(rejected.value)
