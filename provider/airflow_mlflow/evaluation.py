@@ -202,7 +202,11 @@ def evaluate_versions(
     if targets not in frame.columns:
         shown = ", ".join(map(str, list(frame.columns)[:20]))
         _refuse(f"targets: column {targets!r} is not in the evaluation data (columns: {shown})")
-    name = dataset_name or (Path(source.split("?", 1)[0]).stem if source else "evaluation_data")
+    if source is not None:  # recorded on the run and the versions: no credentials, no signed query
+        from airflow_mlflow.hooks.config import redact_uri
+
+        source = redact_uri(source).split("?", 1)[0]
+    name = dataset_name or (Path(source).stem if source else "evaluation_data")
     dataset = hook.evaluation_dataset(frame, name=name, targets=targets, source=source)
     config = {**_DEFAULT_CONFIG, **dict(evaluator_config or {})}
     evaluated = [("candidate", candidate)] + ([(_role(baseline), base)] if base is not None else [])

@@ -152,8 +152,24 @@ def test_the_gate_waits_for_the_candidates_evaluation(client):
 
 
 def test_the_first_model_is_evaluated_alone(client, holdout_csv):
+    """With no champion only the candidate is evaluated; data over HTTP, its query never recorded."""
+    import functools
+    import http.server
+    import threading
+    from pathlib import Path
+
     client.delete_registered_model_alias(MODEL, "champion")
-    result = evaluate(holdout_csv, dataset_name="first")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=Path(holdout_csv).parent)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/holdout.csv"
+    try:
+        result = evaluate(f"{url}?signature=s3cret")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result["dataset"]["name"] == "holdout"
+    assert record(client, "2")["dataset"]["source"] == url  # a query may carry a signature
     assert result["baseline"] is None and record(client, "1") is None
     assert not any(name.startswith("champion_") for name in artifact_names(client, result["run_id"]))
 
