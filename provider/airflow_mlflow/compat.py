@@ -4,7 +4,8 @@ Every use of a library's internals, one seam each: MLflow's here, Airflow's in
 
 Elsewhere the provider uses MLflow's public interface only: the modules in
 :data:`MLFLOW_PUBLIC_MODULES` (``mlflow`` itself for its top-level functions and ``MlflowClient``,
-``mlflow.entities``, ``mlflow.exceptions``, ``mlflow.protos.databricks_pb2``, ``mlflow.artifacts``)
+``mlflow.entities``, ``mlflow.exceptions``, ``mlflow.protos.databricks_pb2``, ``mlflow.artifacts``,
+and the documented ``mlflow.models``, ``mlflow.pyfunc``, ``mlflow.data`` and ``mlflow.projects``)
 and no private ``_name`` of an MLflow object. Everything else is used here, and ``tests/unit/test_compat.py``
 exercises each seam against the installed version and scans the package for any use outside this
 module: an upgrade that moves one fails the test named after it.
@@ -39,6 +40,11 @@ MLFLOW_PUBLIC_MODULES = (
     "mlflow.exceptions",
     "mlflow.protos.databricks_pb2",
     "mlflow.artifacts",
+    # Documented APIs: evaluate and signatures, pyfunc loading, datasets, Projects.
+    "mlflow.models",
+    "mlflow.pyfunc",
+    "mlflow.data",
+    "mlflow.projects",
 )
 
 

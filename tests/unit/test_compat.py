@@ -39,7 +39,13 @@ COMPAT = PACKAGE / "compat.py"
 #: (compat_airflow.py, re-exported by compat), and preload.py, which only imports modules by name,
 #: internal ones of MLflow's and Airflow's among them (tests/unit/test_preload.py fails when one of
 #: them is gone or a task needs another).
-SEAMS = (COMPAT, PACKAGE / "compat_airflow.py", PACKAGE / "compat_fluent.py", PACKAGE / "preload.py")
+SEAMS = (
+    COMPAT,
+    PACKAGE / "compat_airflow.py",
+    PACKAGE / "compat_fluent.py",
+    PACKAGE / "compat_projects.py",
+    PACKAGE / "preload.py",
+)
 NO_RETRIES = HttpBudget(max_retries=1, backoff_factor=0.0, timeout=5.0)
 
 
@@ -782,3 +788,22 @@ def test_register_asset_event_and_extras_since(webhook_asset):
         assert compat.asset_event_extras_since(session, uri, before) == [{"delivery_id": "d-1"}]
         assert compat.asset_event_extras_since(session, uri, datetime.now(UTC) + timedelta(seconds=5)) == []
         assert compat.asset_event_extras_since(session, "mlflow-model://%", before) == []  # not a pattern
+
+
+def test_project_seams_fetch_find_and_tag_a_local_project(tmp_path):
+    from airflow_mlflow import compat_projects
+
+    project = tmp_path / "proj"
+    (project / "sub").mkdir(parents=True)
+    (project / "sub" / "mlproject").write_text("name: p\nentry_points:\n  main:\n    command: 'true'\n")
+    fetched = compat_projects.fetch_project(f"{project}#sub", None)
+    assert fetched == str(project / "sub")  # a local folder is used in place
+    assert compat_projects.has_mlproject(fetched) and not compat_projects.has_mlproject(str(project))
+    with pytest.raises(Exception, match="only supported for Git"):
+        compat_projects.fetch_project(str(project), "v1")  # not a git repository
+    tags = compat_projects.project_source_tags("src", "main", None, fetched)
+    assert tags == {
+        "mlflow.source.name": "src",
+        "mlflow.source.type": "PROJECT",
+        "mlflow.project.entryPoint": "main",
+    }

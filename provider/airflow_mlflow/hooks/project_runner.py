@@ -15,10 +15,9 @@ MLflow calls land in the same run. What happened is written to ``result_path`` a
 parameters), ``fetch_failed`` or ``error``, with ``message``). It imports neither Airflow nor the
 rest of the provider: it runs where only MLflow (skinny) and the project's needs are installed.
 
-MLflow internals it relies on (checked by the tests of ``operators/projects.py``):
-``mlflow.projects.utils._fetch_project`` (fetching apart from validating: a network error while
-cloning may be retried, an unknown entry point may not) and the entry point's
-``compute_parameters`` (the values ``mlflow run`` logs).
+MLflow internals it relies on go through :mod:`airflow_mlflow.compat_projects` (fetching apart
+from validating: a network error while cloning may be retried, an unknown entry point may not);
+the entry point's ``compute_parameters`` gives the values ``mlflow run`` logs.
 """
 
 from __future__ import annotations
@@ -35,25 +34,10 @@ _PERMANENT_CODES = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURCE_DOES_NOT
 
 def _source_tags(uri: str, entry_point: str, version: str | None, work_dir: str) -> dict[str, str]:
     """MLflow's own tags of a project run (as ``mlflow run`` sets them), for this project."""
-    from mlflow.entities import SourceType
-    from mlflow.utils import mlflow_tags
-    from mlflow.utils.git_utils import get_git_commit, get_git_repo_url
+    from airflow_mlflow import compat_projects as compat
 
-    tags = {
-        # A token in an https git URI's userinfo stays out of the run.
-        mlflow_tags.MLFLOW_SOURCE_NAME: re.sub(r"://[^/@]*@", "://", uri),
-        mlflow_tags.MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.PROJECT),
-        mlflow_tags.MLFLOW_PROJECT_ENTRY_POINT: entry_point,
-    }
-    commit = get_git_commit(work_dir)
-    if commit:
-        tags[mlflow_tags.MLFLOW_GIT_COMMIT] = commit
-    repo_url = get_git_repo_url(work_dir)
-    if repo_url:
-        tags[mlflow_tags.MLFLOW_GIT_REPO_URL] = repo_url
-    if version:
-        tags[mlflow_tags.MLFLOW_GIT_BRANCH] = version
-    return tags
+    # A token in an https git URI's userinfo stays out of the run.
+    return compat.project_source_tags(re.sub(r"://[^/@]*@", "://", uri), entry_point, version, work_dir)
 
 
 def run_project(spec: dict[str, Any]) -> dict[str, Any]:
@@ -62,17 +46,18 @@ def run_project(spec: dict[str, Any]) -> dict[str, Any]:
     from mlflow.entities import Param, RunTag
     from mlflow.exceptions import ExecutionException, MlflowException
     from mlflow.projects import utils
-    from mlflow.projects._project_spec import MLPROJECT_FILE_NAME, _find_mlproject
+
+    from airflow_mlflow import compat_projects as compat
 
     uri, entry_point, run_id = spec["uri"], spec["entry_point"], spec["run_id"]
     parameters = {str(k): v for k, v in (spec.get("parameters") or {}).items()}
     try:
-        work_dir = utils._fetch_project(uri=uri, version=spec.get("version"))
+        work_dir = compat.fetch_project(uri, spec.get("version"))
     except Exception as err:  # a clone that failed (network, git), or a bad "#subdirectory"
         return {"status": "fetch_failed", "message": f"fetching project {uri!r}: {err}"}
     try:
-        if _find_mlproject(work_dir) is None:
-            raise ExecutionException(f"no {MLPROJECT_FILE_NAME} file in {work_dir}")
+        if not compat.has_mlproject(work_dir):
+            raise ExecutionException(f"no MLproject file in {work_dir}")
         project = utils.load_project(work_dir)
         entry = project.get_entry_point(entry_point)
         final, extra = entry.compute_parameters(parameters, storage_dir=None)
