@@ -2,7 +2,9 @@
 ``make demo``: the scheduled retraining pipeline on the embedded MLflow store, start to finish.
 
 Runs ``retrain_model`` for four consecutive days (each trains on its own data window; some days
-drift), then ``score_batch`` with the resulting champion; then ``retrain_from_script`` (an
+drift; candidate and champion are evaluated on one holdout, gated on that like-for-like comparison,
+and a passing candidate is served and called before promotion), then ``score_batch`` with the
+resulting champion; then ``retrain_from_script`` (an
 unmodified training script in a ``BashOperator``, tracked by ``enable_tracking``) for two days;
 and prints what landed in MLflow. Last, Airflow runs for a minute (scheduler, triggerer, API
 server) while someone moves ``@champion`` by hand with a plain ``MlflowClient`` call: the
@@ -25,7 +27,18 @@ import time
 import urllib.request
 from pathlib import Path
 
-from airflow_mlflow.tags import GATE_STATUS, OPERATOR_NAME, ROLE, ROLE_TASK, gate_metric
+from airflow_mlflow.evaluation import evaluated_metrics
+from airflow_mlflow.tags import (
+    GATE_BASELINE_VERSION,
+    GATE_STATUS,
+    OPERATOR_NAME,
+    ROLE,
+    ROLE_TASK,
+    SERVING_P50_MS,
+    SERVING_P95_MS,
+    SERVING_STATUS,
+    gate_metric,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 HOME = ROOT / ".airflow"
@@ -67,10 +80,12 @@ def main() -> None:
     )
     print(f"==> Airflow home {HOME} (fresh); MLflow: embedded store in {HOME / 'mlflow'}", flush=True)
     print(f"    airflow db migrate ... {airflow('db', 'migrate', env=env):.0f}s", flush=True)
-    gated_days("retrain_model", MODEL, DAYS, "train on the day's window, register, gate, promote", env)
+    what = "train on the day's window, register, evaluate on the holdout, gate, serve, promote"
+    gated_days("retrain_model", MODEL, "accuracy_score", DAYS, what, env)
     print("==> score_batch: load models:/breast_cancer_classifier@champion and score a batch", flush=True)
     airflow("dags", "test", "score_batch", env=env)
-    gated_days(SCRIPT_DAG, SCRIPT_MODEL, SCRIPT_DAYS, "a plain script in a BashOperator, then the same", env)
+    what = "a plain script in a BashOperator, then register, gate, promote"
+    gated_days(SCRIPT_DAG, SCRIPT_MODEL, "accuracy", SCRIPT_DAYS, what, env)
     summarize()
     summarize_script()
     watch_a_move_by_hand(env)
@@ -80,7 +95,7 @@ def main() -> None:
     print("  make mlflow-ui   # MLflow's UI on http://localhost:5000 (runs, plots, models, verdict tags)")
 
 
-def gated_days(dag_id: str, model: str, days: list[str], what: str, env: dict[str, str]) -> None:
+def gated_days(dag_id: str, model: str, metric: str, days: list[str], what: str, env: dict[str, str]) -> None:
     """``airflow dags test`` of a register/gate/promote DAG once per day, with each verdict."""
     for day in days:
         print(f"==> {dag_id} for {day}: {what}", flush=True)
@@ -88,7 +103,10 @@ def gated_days(dag_id: str, model: str, days: list[str], what: str, env: dict[st
         v = newest_version(model)
         status = v.tags.get(GATE_STATUS, "?")
         print(f"    version {v.version}: gate {status.upper()} ({seconds:.0f}s)", flush=True)
-        print(f"    {v.tags.get(gate_metric('accuracy'), '')}", flush=True)
+        print(f"    {v.tags.get(gate_metric(metric), '')}", flush=True)
+        if p95 := v.tags.get(SERVING_P95_MS):
+            p50 = v.tags.get(SERVING_P50_MS)
+            print(f"    serving check: {v.tags.get(SERVING_STATUS)}, p50 {p50} ms, p95 {p95} ms", flush=True)
 
 
 def summarize() -> None:
@@ -96,14 +114,22 @@ def summarize() -> None:
     versions = sorted(mlflow_client.search_model_versions(f"name = '{MODEL}'"), key=lambda v: int(v.version))
     champion = mlflow_client.get_model_version_by_alias(MODEL, "champion")
     print()
-    print(f"{'version':<8} {'window':<11} {'noise':<6} {'accuracy':<9} {'verdict':<9} {'stage':<11} alias")
+    by_number = {str(v.version): v for v in versions}  # the SQL store gives ints
+    print("accuracy: on the day's own test split, and on the shared holdout (candidate; champion then)")
+    head = f"{'version':<8} {'window':<11} {'noise':<6} {'own day':<8} {'holdout':<8} {'champion':<9}"
+    print(f"{head} {'verdict':<9} {'p95 ms':<7} {'stage':<11} alias")
     for v in versions:
         run = mlflow_client.get_run(v.run_id)
         aliases = ", ".join(mlflow_client.get_model_version(MODEL, v.version).aliases)
+        holdout = evaluated_metrics(v).get("accuracy_score", float("nan"))
+        # The champion the gate held it against, evaluated in the same task on the same holdout.
+        against = by_number.get(v.tags.get(GATE_BASELINE_VERSION, ""))
+        champion_then = f"{evaluated_metrics(against)['accuracy_score']:.4f}" if against else "-"
+        p95 = v.tags.get(SERVING_P95_MS) or "-"
         print(
             f"{v.version:<8} {run.data.params['window_start'][:10]:<11} {run.data.params['label_noise']:<6} "
-            f"{run.data.metrics['accuracy']:<9.4f} {v.tags.get(GATE_STATUS, '-'):<9} "
-            f"{v.current_stage:<11} {aliases}"
+            f"{run.data.metrics['accuracy']:<8.4f} {holdout:<8.4f} {champion_then:<9} "
+            f"{v.tags.get(GATE_STATUS, '-'):<9} {p95[:6]:<7} {v.current_stage:<11} {aliases}"
         )
     scoring = mlflow_client.get_experiment_by_name("score_batch")
     (scored,) = mlflow_client.search_runs(

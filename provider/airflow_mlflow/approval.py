@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from airflow_mlflow.evaluation import evaluated_metrics, recorded_evaluation
 from airflow_mlflow.tags import (
     APPROVAL_AT,
     APPROVAL_BY,
@@ -133,6 +134,12 @@ def render_request(hook: MLflowHook, model: str, version: str, alias: str | None
     for key, line in candidate.tags.items():
         if key.startswith(GATE_METRIC_PREFIX) and (match := _GATE_LINE.match(line)):
             gate[match["metric"]] = match
+    evaluated = evaluated_metrics(candidate)
+    shared = recorded_evaluation(candidate) if any(m in evaluated and m not in mine for m in gate) else None
+    if shared:
+        # The gate compared both versions evaluated on shared data: the table shows those numbers
+        # (each run's own metrics are on other data, and would contradict the verdict).
+        mine, theirs = evaluated, evaluated_metrics(champion) if champion else {}
     status = candidate.tags.get(GATE_STATUS)
     lines = [f"### {_cell(model)}: version {_cell(version)} → {target}?", ""]
     if status:
@@ -145,6 +152,13 @@ def render_request(hook: MLflowHook, model: str, version: str, alias: str | None
     else:
         lines.append(f"Version {_cell(version)} was not gated.")
     champ = f"champion v{_cell(champion.version)}" if champion else "no champion"
+    if shared:
+        dataset = shared.get("dataset") or {}
+        lines += [
+            "",
+            f"Metrics of both versions evaluated on dataset `{_cell(dataset.get('name'))}` "
+            f"(digest {_cell(dataset.get('digest'))}).",
+        ]
     lines += [
         "",
         f"| metric | candidate v{_cell(version)} | {champ} | required | verdict |",

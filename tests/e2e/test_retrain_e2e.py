@@ -1,15 +1,17 @@
 """The example pipeline (``dags_examples/``) on a real Airflow deployment, as shipped.
 
-``retrain_model`` is triggered through the REST API for three consecutive days. Its ``@daily``
-schedule is a cron *trigger* timetable in Airflow 3, so a run with logical date D has the data
-interval [D, D] and trains on day D's window, with that day's label noise (``LABEL_NOISE``
-cycles from 2026-11-01: 0.03, 0.25, 0.0, ...). With the default params (C=1.0; the gate wants
-accuracy >= 0.85 and +0.005 over the champion) that makes:
+``retrain_model`` is triggered through the REST API for three days. Its ``@daily`` schedule is a
+cron *trigger* timetable in Airflow 3, so a run with logical date D has the data interval [D, D]
+and trains on day D's window, with that day's label noise (``LABEL_NOISE`` cycles from
+2026-11-01: 0.03, 0.25, 0.0, 0.08). ``evaluate`` scores the candidate and the champion on the
+shared holdout; the gate wants ``accuracy_score >= 0.85`` there and +0.005 over the champion's.
+With the default params (C=1.0) that makes:
 
 * 2026-11-01: version 1, no champion yet: passes, promoted;
 * 2026-11-02: version 2, a quarter of the labels flipped: rejected (soft fail: gate and promotion
   skipped, the run succeeds);
-* 2026-11-03: version 3, clean labels: beats version 1, promoted; version 1 archived.
+* 2026-11-04: version 3, *worse* than version 1 on its own day's test split (a gate on each run's
+  own metrics would reject it), better on the holdout: promoted; version 1 archived.
 
 Each promotion emits an event on ``model_asset(MODEL, alias="champion")``, on which
 ``score_batch`` is scheduled: it must run because of those events, and log what it scored.
@@ -27,11 +29,11 @@ from tests.e2e._airflow import ROOT, TERMINAL_STATES, wait_for
 DAG_ID = "retrain_model"
 SCORER = "score_batch"
 MODEL = "breast_cancer_classifier"
-DAYS = ("2026-11-01", "2026-11-02", "2026-11-03")
-NOISE = {"2026-11-01": "0.03", "2026-11-02": "0.25", "2026-11-03": "0.0"}
-VERDICT = {"2026-11-01": "passed", "2026-11-02": "rejected", "2026-11-03": "passed"}
-PROMOTED = ("2026-11-01", "2026-11-03")
-ACCURACY_GATE = (0.85, 0.005)  # threshold, min_absolute_change over the champion
+DAYS = ("2026-11-01", "2026-11-02", "2026-11-04")
+NOISE = {"2026-11-01": "0.03", "2026-11-02": "0.25", "2026-11-04": "0.08"}
+VERDICT = {"2026-11-01": "passed", "2026-11-02": "rejected", "2026-11-04": "passed"}
+PROMOTED = ("2026-11-01", "2026-11-04")
+ACCURACY_GATE = (0.85, 0.005)  # threshold, min_absolute_change over the champion (on the holdout)
 RUN_TIMEOUT = 240
 SCORE_TIMEOUT = 180
 
@@ -117,6 +119,7 @@ def run_retraining(stack) -> dict[str, str]:
         assert {k: t["state"] for k, t in tis.items()} == {
             "train": "success",
             "register": "success",
+            "evaluate": "success",
             "gate": promoted,
             "serve": promoted,
             "approve": promoted,  # require_approval is off: it records nothing and lets promote run
@@ -168,13 +171,21 @@ def assert_training_runs(stack, client, run_ids: dict[str, str]) -> dict:
 
 def assert_registry(client, run_ids: dict[str, str], trained: dict) -> None:
     """Versions 1..3 with their stages, the champion alias, gate verdicts and promotion records."""
-    accuracy = {day: run.data.metrics["accuracy"] for day, (run, _) in trained.items()}
+    own = {day: run.data.metrics["accuracy"] for day, (run, _) in trained.items()}
+    records = {
+        n: json.loads(client.get_model_version(MODEL, str(n)).tags["airflow.eval.result"]) for n in (1, 2, 3)
+    }
+    holdout = {day: records[n]["metrics"]["accuracy_score"] for n, day in enumerate(DAYS, start=1)}
+    assert len({r["dataset"]["digest"] for r in records.values()}) == 1  # one holdout for all
+    assert {r["dataset"]["name"] for r in records.values()} == {"holdout"}
     threshold, margin = ACCURACY_GATE
-    first, second, third = (accuracy[d] for d in DAYS)
-    # The verdicts follow from the numbers (bounds are inclusive).
+    first, second, third = (holdout[d] for d in DAYS)
+    # The verdicts follow from the holdout numbers (bounds are inclusive) ...
     assert first >= threshold
     assert second < threshold or second < first + margin
     assert third >= threshold and third >= first + margin
+    # ... and not from each day's own split, on which version 3 looks worse than version 1.
+    assert own[DAYS[2]] < own[DAYS[0]]
 
     versions = {int(v.version): v for v in client.search_model_versions(f"name = '{MODEL}'")}
     assert {n: v.current_stage for n, v in versions.items()} == {1: "Archived", 2: "Staging", 3: "Production"}
@@ -193,16 +204,17 @@ def assert_registry(client, run_ids: dict[str, str], trained: dict) -> None:
         assert tags["airflow.gate.baseline_version"] == ("none" if n == 1 else "1")
         required = f">= {threshold:g}" + ("" if n == 1 else f" and >= baseline+{margin:g}")
         baseline = "n/a" if n == 1 else f"{first:.6g}"
-        assert tags["airflow.gate.metric.accuracy"] == (
-            f"accuracy: candidate {accuracy[day]:.6g}, required {required}, "
+        assert tags["airflow.gate.metric.accuracy_score"] == (
+            f"accuracy_score: candidate {holdout[day]:.6g}, required {required}, "
             f"baseline {baseline} -> {VERDICT[day]}"
         )
         if day in PROMOTED:
+            assert tags["airflow.serving.status"] == "passed" and float(tags["airflow.serving.p95_ms"]) < 500
             assert tags["airflow.promotion.previous_version"] == ("none" if n == 1 else "1")
             assert tags["airflow.promotion.dag_run"] == f"{DAG_ID}/{run_ids[day]}"
             assert tags["airflow.promotion.gate"] == "passed"
         else:
-            assert not [k for k in tags if k.startswith("airflow.promotion.")], tags
+            assert not [k for k in tags if k.startswith(("airflow.promotion.", "airflow.serving."))], tags
 
     history = json.loads(client.get_registered_model(MODEL).tags["airflow.champion_history"])
     keys = ("seq", "action", "version", "previous", "dag_run", "gate")

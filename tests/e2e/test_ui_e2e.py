@@ -72,7 +72,7 @@ def test_analyst_follows_a_retraining_run_from_dag_run_to_model_chart(airflow_st
     gate.wait_for()
     assert "rejected by the gate" in gate.inner_text()
     assert re.search(
-        r"accuracy: candidate [\d.]+, required >= 0.85 and >= baseline\+0.005", gate.inner_text()
+        r"accuracy_score: candidate [\d.]+, required >= 0.85 and >= baseline\+0.005", gate.inner_text()
     )
     analyst.shot("2-gate-rejected")
 

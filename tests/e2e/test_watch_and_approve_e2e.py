@@ -6,9 +6,10 @@ v3 champion; this module runs the days itself otherwise), then:
 1. someone moves ``@champion`` back to version 1 with a plain ``MlflowClient`` call: the
    triggerer's poll watcher on ``score_batch``'s asset sees it and ``score_batch`` runs on
    version 1, exactly once, within two poll intervals (plus the scheduler's pick-up);
-2. ``retrain_model`` runs with ``require_approval``: 2026-11-05 (accuracy 0.979, passes the gate
-   against version 1) waits for a person, who rejects it through the REST API: the promotion is
-   skipped, the run succeeds; 2026-11-07 (0.979 again) is approved: promoted over version 1. The
+2. ``retrain_model`` runs with ``require_approval``: 2026-11-05 (holdout accuracy 0.983 against
+   version 1's 0.958: passes the gate) waits for a person, who rejects it through the REST API:
+   the promotion is skipped, the run succeeds; 2026-11-07 (0.992) is approved: promoted over
+   version 1. The
    watcher does not announce the provider's own promotion a second time. The model page shows
    both decisions in a browser.
 """
@@ -126,7 +127,9 @@ def test_a_person_rejects_then_approves_before_promotion(airflow_stack, retraine
     assert f"### {MODEL}: version {first_version} → `@champion` and `Production`?" in body
     assert f"against version 1 ({DAG_ID}/{rejected})" in body
     assert f"| metric | candidate v{first_version} | champion v1 | required | verdict |" in body
-    assert "| accuracy | 0.979167 | 0.875 | >= 0.85 and >= baseline+0.005 | **passed** |" in body
+    # The numbers the gate compared: both versions evaluated on the holdout, not each run's own.
+    assert "| accuracy_score | 0.983333 | 0.958333 | >= 0.85 and >= baseline+0.005 | **passed** |" in body
+    assert "evaluated on dataset `holdout`" in body
     assert detail["options"] == ["Approve", "Reject"] and detail["defaults"] == ["Reject"]
     answered = respond(stack, rejected, "Reject", "drift on the 5th <b>not</b> explained")
     assert answered["responded_by"]["name"] == "admin"
@@ -135,6 +138,7 @@ def test_a_person_rejects_then_approves_before_promotion(airflow_stack, retraine
     assert states == {
         "train": "success",
         "register": "success",
+        "evaluate": "success",
         "gate": "success",
         "serve": "success",
         "approve": "success",

@@ -73,6 +73,26 @@ def test_the_request_shows_candidate_against_champion_with_the_gate(model, monke
     assert "No answer in time counts as a rejection." in body
 
 
+def test_a_gate_on_evaluations_shows_the_evaluated_numbers_not_the_runs(model):
+    """Gated with source="evaluation": the table holds what the gate compared, on shared data."""
+    from airflow_mlflow.approval import render_request
+    from airflow_mlflow.hooks.mlflow import MLflowHook
+    from airflow_mlflow.tags import EVALUATION
+
+    for version, accuracy in (("1", 0.95), ("2", 0.97)):
+        record = {"dataset": {"name": "holdout", "digest": "d1g"}, "metrics": {"accuracy_score": accuracy}}
+        model.set_model_version_tag("m", version, EVALUATION, json.dumps(record))
+    check = MetricCheck("accuracy_score", 0.97, 0.95, ">= 0.85 and >= baseline+0.005", "passed")
+    for key, value in Verdict("m", "2", "1", "passed", (check,)).version_tags("retrain/r2").items():
+        model.set_model_version_tag("m", "2", key, value)
+
+    body = render_request(MLflowHook(), "m", "2", "champion", None)
+    assert "Metrics of both versions evaluated on dataset `holdout` (digest d1g)." in body
+    rows = [line for line in body.splitlines() if line.startswith("| ") and "metric" not in line]
+    # The runs' own accuracy (0.93 against 0.90, each on its own data) is not shown beside it.
+    assert rows == ["| accuracy_score | 0.97 | 0.95 | >= 0.85 and >= baseline+0.005 | **passed** |"]
+
+
 def test_names_from_users_cannot_break_the_table(store):
     client = store.client
     name = "a|b`c\nd"
