@@ -55,3 +55,30 @@ def quiet_stage_deprecation() -> Iterator[None]:
             "ignore", message=r".*transition_model_version_stage`` is deprecated", category=FutureWarning
         )
         yield
+
+
+class _DropGuessedModelType:
+    """A logging filter: MLflow's guess that integer labels are "model type None" (see below)."""
+
+    def filter(self, record) -> bool:
+        return "the model type looks like None" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_label_type_guess() -> Iterator[None]:
+    """
+    MLflow's classifier evaluator guesses the model type from the label column, and integer labels
+    (0/1, as most tables hold them) are neither "categorical" nor "continuous" to it: each
+    evaluation logs that the model type "looks like None" although ``model_type="classifier"`` was
+    given. Only that message is dropped, and only while the provider evaluates; a float label
+    column still gets MLflow's warning that it looks like a regressor.
+    """
+    import logging
+
+    logger = logging.getLogger("mlflow.models.evaluation.evaluators.classifier")
+    dropped = _DropGuessedModelType()
+    logger.addFilter(dropped)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropped)

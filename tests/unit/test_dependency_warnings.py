@@ -59,3 +59,19 @@ def test_only_mlflows_stage_deprecation_is_silenced_around_a_stage_move():
             warn_from("airflow_mlflow.hooks.registry", "something else", FutureWarning)
         warn_from("airflow_mlflow.hooks.registry", stage, FutureWarning)  # outside the call: shown
     assert [str(w.message) for w in caught] == ["something else", stage]
+
+
+def test_only_mlflows_model_type_guess_from_integer_labels_is_dropped_while_evaluating(caplog):
+    import logging
+
+    from airflow_mlflow.dependency_warnings import quiet_label_type_guess
+
+    logger = logging.getLogger("mlflow.models.evaluation.evaluators.classifier")
+    guess = "According to the evaluation dataset label values, the model type looks like None, but you ..."
+    regressor = "According to the evaluation dataset label values, the model type looks like regressor, ..."
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        with quiet_label_type_guess():
+            logger.warning(guess)
+            logger.warning(regressor)
+        logger.warning(guess)  # outside the evaluation: shown
+    assert [r.getMessage() for r in caplog.records] == [regressor, guess]

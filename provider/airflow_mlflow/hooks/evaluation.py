@@ -84,7 +84,14 @@ class EvaluationVerbs(MLflowHookBase):
                 f"evaluating {model_uri!r} needs an active MLflow run (call it inside @task.mlflow)"
             )
         config = {**dict(evaluator_config or {}), "metric_prefix": metric_prefix}
-        with self._call(f"evaluating {model_uri!r}"), self.user_code_env():
+        from airflow_mlflow.dependency_warnings import quiet_label_type_guess, quiet_module_scans
+
+        with (
+            self._call(f"evaluating {model_uri!r}"),
+            self.user_code_env(),
+            quiet_module_scans(),  # loading a skops model: 1,160 FutureWarnings otherwise
+            quiet_label_type_guess(),
+        ):
             result = mlflow.models.evaluate(
                 model_uri,
                 dataset,

@@ -22,7 +22,11 @@ class PredictVerbs(MLflowHookBase):
 
         if not model_uri or not isinstance(model_uri, str):
             raise MLflowInputError(f"model_uri must be a non-empty string, got {model_uri!r}")
-        with self._call(f"model {model_uri!r}"), self.user_code_env():
+        from airflow_mlflow.dependency_warnings import quiet_module_scans
+
+        # Loading a skops model (scikit-learn's default format) scans every loaded module: 1,160
+        # FutureWarnings in the task log otherwise.
+        with self._call(f"model {model_uri!r}"), self.user_code_env(), quiet_module_scans():
             model = mlflow.pyfunc.load_model(model_uri)
         with self._call(f"predicting with model {model_uri!r}"):
             return model.predict(data)

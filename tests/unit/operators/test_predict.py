@@ -18,17 +18,20 @@ SCORES = Asset(uri="file:///data/scores.csv", name="scores")
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory, mlflow_template):
-    """A store with model ``tiny``: versions 1 and 2 of one logistic regression on columns a, b."""
+    """A store with model ``tiny``: versions 1 and 2 of one scaled logistic regression on columns a, b."""
     import mlflow
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     folder = tmp_path_factory.mktemp("predict")
     uri = copy_store(mlflow_template, folder / "mlflow")
     client = mlflow.MlflowClient(uri)
     experiment = client.create_experiment("models", artifact_location=(folder / "artifacts").as_uri())
     x = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
-    fitted = LogisticRegression().fit(x, [0, 0, 1, 1])
+    # A scaler in front, as most pipelines have: loading it makes skops scan every loaded module.
+    fitted = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, [0, 0, 1, 1])
     mlflow.set_tracking_uri(uri)
     try:
         with mlflow.start_run(experiment_id=experiment):
@@ -156,3 +159,39 @@ def test_arguments_are_checked_when_the_dag_is_parsed():
     champion = Asset(uri="mlflow-model://mlflow_default/tiny/alias/champion", name="champion")
     with pytest.raises(MLflowInputError, match="is a model asset"):
         score(input="x.csv", outlets=[champion])
+
+
+LOAD = """
+import sys, warnings
+warnings.simplefilter("always")
+# Modules every task process has loaded, with deprecated aliases (the scan touches each one).
+import airflow.utils.timezone, airflow.utils.trigger_rule
+import pandas as pd
+from airflow_mlflow.hooks.mlflow import MLflowHook
+
+hook, uri = MLflowHook(), sys.argv[2]
+if sys.argv[1] == "raw":
+    import mlflow.pyfunc
+
+    with hook.user_code_env():
+        mlflow.pyfunc.load_model(uri)
+else:
+    hook.predict(uri, pd.DataFrame({"a": [0.0], "b": [1.0]}))
+"""
+
+
+def test_loading_the_model_does_not_flood_the_task_log(store):
+    """skops (MLflow's format for scikit-learn) scans every loaded module the first time a process
+    loads a model: each deprecated alias of Airflow's modules is a FutureWarning, a task-log line."""
+    import subprocess
+    import sys
+
+    def future_warnings(mode: str) -> int:
+        args = [sys.executable, "-c", LOAD, mode, f"models:/{MODEL}/2"]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        # Airflow's logging prints warnings on stdout or stderr, depending on its configuration.
+        return (done.stdout + done.stderr).count("DeprecatedImportWarning")  # Airflow's, a FutureWarning
+
+    assert future_warnings("raw") > 100  # MLflow's own load, in a fresh process: the flood
+    assert future_warnings("hook") == 0
