@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from airflow_mlflow.evaluation import evaluated_metrics, recorded_evaluation
+from airflow_mlflow.evaluation import evaluated_metrics, gated_on_evaluation, recorded_evaluation
 from airflow_mlflow.tags import (
     APPROVAL_AT,
     APPROVAL_BY,
@@ -134,12 +134,11 @@ def render_request(hook: MLflowHook, model: str, version: str, alias: str | None
     for key, line in candidate.tags.items():
         if key.startswith(GATE_METRIC_PREFIX) and (match := _GATE_LINE.match(line)):
             gate[match["metric"]] = match
-    evaluated = evaluated_metrics(candidate)
-    shared = recorded_evaluation(candidate) if any(m in evaluated and m not in mine for m in gate) else None
+    shared = recorded_evaluation(candidate) if gated_on_evaluation(candidate.tags, mine) else None
     if shared:
         # The gate compared both versions evaluated on shared data: the table shows those numbers
         # (each run's own metrics are on other data, and would contradict the verdict).
-        mine, theirs = evaluated, evaluated_metrics(champion) if champion else {}
+        mine, theirs = evaluated_metrics(candidate), evaluated_metrics(champion) if champion else {}
     status = candidate.tags.get(GATE_STATUS)
     lines = [f"### {_cell(model)}: version {_cell(version)} → {target}?", ""]
     if status:

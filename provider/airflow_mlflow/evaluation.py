@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow_mlflow.tags import EVALUATION
+from airflow_mlflow.tags import EVALUATION, GATE_METRIC_PREFIX
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,7 +65,11 @@ def gate_metrics(hook: MLflowHook, version: VersionRecord, source: str) -> dict[
 
 def recorded_evaluation(version: VersionRecord) -> dict[str, Any] | None:
     """The version's latest evaluation record, or None (none, or not this provider's format)."""
-    raw = (version.tags or {}).get(EVALUATION)
+    return _record_in(version.tags or {})
+
+
+def _record_in(version_tags: Mapping[str, str]) -> dict[str, Any] | None:
+    raw = version_tags.get(EVALUATION)
     if not raw:
         return None
     try:
@@ -79,8 +83,23 @@ def recorded_evaluation(version: VersionRecord) -> dict[str, Any] | None:
 
 def evaluated_metrics(version: VersionRecord) -> dict[str, float]:
     """The metrics of the version's latest evaluation (empty when it has none)."""
-    record = recorded_evaluation(version) or {}
-    return {str(k): float(v) for k, v in record.get("metrics", {}).items() if isinstance(v, (int, float))}
+    return _metrics_of(recorded_evaluation(version))
+
+
+def _metrics_of(record: Mapping[str, Any] | None) -> dict[str, float]:
+    metrics = (record or {}).get("metrics", {})
+    return {str(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def gated_on_evaluation(version_tags: Mapping[str, str], run_metrics: Mapping[str, float]) -> bool:
+    """
+    Whether the version's gate compared evaluations (``source="evaluation"``): a metric it gated on
+    is in the version's evaluation and not among its run's metrics. Pages and the approval request
+    then show the evaluated numbers, which the verdict is about.
+    """
+    evaluated = _metrics_of(_record_in(version_tags))
+    gated = [k.removeprefix(GATE_METRIC_PREFIX) for k in version_tags if k.startswith(GATE_METRIC_PREFIX)]
+    return any(m in evaluated and m not in run_metrics for m in gated)
 
 
 def _dataset_of(record: Mapping[str, Any] | None) -> tuple[str | None, str | None]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from airflow_mlflow.approval import REJECTED, TIMEOUT
 from airflow_mlflow.champion import Change, is_champion, read_history
+from airflow_mlflow.evaluation import evaluated_metrics, gated_on_evaluation
 from airflow_mlflow.tags import (
     APPROVAL_AT,
     APPROVAL_BY,
@@ -322,6 +323,8 @@ def model_view(
     versions = []
     for record in records[:MAX_CHART_VERSIONS]:
         metrics, run_tags = hook.version_source(record)
+        if gated_on_evaluation(record.tags, metrics):  # the numbers its verdict is about, too
+            metrics = {**metrics, **evaluated_metrics(record)}
         versions.append(VersionView(record, is_champion(record, history, model.aliases), metrics, run_tags))
     metrics = sorted({k for v in versions for k in v.metrics})
     gated = next((v.gate_metrics[0] for v in versions if v.gate_metrics), None)

@@ -99,6 +99,35 @@ def test_the_champion_is_who_the_promotion_model_says_and_history_shows_readable
     assert [(v.version, v.champion) for v in versions] == [("2", True)]
 
 
+def test_a_model_gated_on_evaluations_is_charted_by_the_evaluated_metric(store):
+    """Gated with source="evaluation": the chart and the column show the holdout numbers the
+    verdicts are about, beside each run's own metrics (still a chip away)."""
+    import json
+
+    from airflow_mlflow.gate import MetricCheck, Verdict
+
+    client = store.client
+    exp = client.create_experiment("churn_training", artifact_location=store.artifact_root.as_uri())
+    client.create_registered_model("churn")
+    champion = None
+    for day, (own, holdout, verdict) in enumerate(((0.90, 0.80, "passed"), (0.95, 0.75, "rejected")), 1):
+        run = client.create_run(exp)
+        client.log_metric(run.info.run_id, "accuracy", own)
+        lineage = {tags.DAG_ID: "retrain", tags.RUN_ID: f"day{day}"}
+        client.create_model_version("churn", f"file:///tmp/churn/{day}", run_id=run.info.run_id, tags=lineage)
+        record = {"dataset": {"name": "holdout", "digest": "d1"}, "metrics": {"accuracy_score": holdout}}
+        client.set_model_version_tag("churn", str(day), tags.EVALUATION, json.dumps(record))
+        check = MetricCheck("accuracy_score", holdout, champion, ">= 0.7", verdict)
+        for key, value in Verdict("churn", str(day), None, verdict, (check,)).version_tags("r").items():
+            client.set_model_version_tag("churn", str(day), key, value)
+        champion = holdout
+
+    view = model_views.model_view(MLflowHook(), "churn", everyone)
+    assert view.metric == "accuracy_score" and "accuracy" in view.metrics
+    assert [(p.version, p.value) for p in view.points] == [("1", 0.80), ("2", 0.75)]
+    assert model_views.model_view(MLflowHook(), "churn", everyone, metric="accuracy").points[1].value == 0.95
+
+
 def test_the_model_page_shows_each_decision_beside_the_gate_and_in_the_history(approvals):
     view = model_views.model_view(approvals, "churn", everyone)
     assert [(v.version, v.gate, v.approval and v.approval.summary, v.outcome) for v in view.versions] == [
